@@ -1,0 +1,155 @@
+//! Snapshots: unpacked layers, each once, shared read-only as overlayfs lower directories.
+//!
+//! A snapshot is named by the layer's chain id (the OCI image spec's ChainID: the diff_id of
+//! the first layer, then `sha256(parent_chain + " " + diff_id)`), so a layer that appears in two
+//! images at the same position is stored once. A new snapshot is unpacked under
+//! `snapshots/tmp-<random>` and renamed into place, so a crash never leaves a half layer that
+//! looks complete; leftovers are removed at start.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use oci::Digest;
+
+use crate::layer::{self, Applied};
+use crate::{ImageError, io_err, random_hex};
+
+pub struct Snapshots {
+    root: PathBuf,
+}
+
+/// The chain id of a layer given its parent's chain id.
+pub fn chain_id(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
+    match parent {
+        None => diff_id.clone(),
+        Some(p) => Digest::sha256_of(format!("{p} {diff_id}").as_bytes()),
+    }
+}
+
+impl Snapshots {
+    pub fn open(root: &Path) -> Result<Self, ImageError> {
+        let root = root.join("snapshots");
+        std::fs::create_dir_all(&root).map_err(io_err("create", &root))?;
+        Ok(Self { root })
+    }
+
+    /// The directory holding the layer's files.
+    pub fn fs(&self, chain: &Digest) -> PathBuf {
+        self.root.join(chain.hex()).join("fs")
+    }
+
+    pub fn exists(&self, chain: &Digest) -> bool {
+        self.fs(chain).is_dir()
+    }
+
+    /// An empty directory, the lower layer of an image without layers.
+    pub fn empty_dir(&self) -> Result<PathBuf, ImageError> {
+        let p = self.root.join("empty");
+        std::fs::create_dir_all(&p).map_err(io_err("create", &p))?;
+        Ok(p)
+    }
+
+    /// Unpacks a layer on top of `parent` and returns its chain id with what was applied.
+    /// When the snapshot exists already the new copy is dropped.
+    pub fn apply<R: Read>(&self, parent: Option<&Digest>, src: R) -> Result<(Digest, Applied), ImageError> {
+        let tmp = self.root.join(format!("tmp-{}", random_hex(8)));
+        let fs = tmp.join("fs");
+        std::fs::create_dir_all(&fs).map_err(io_err("create", &fs))?;
+        let applied = match layer::apply(src, &fs) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        let chain = chain_id(parent, &applied.diff_id);
+        let dst = self.root.join(chain.hex());
+        if dst.exists() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        } else if let Err(e) = std::fs::rename(&tmp, &dst) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(ImageError::Io { op: "rename", path: dst, source: e });
+        }
+        Ok((chain, applied))
+    }
+
+    pub fn remove(&self, chain: &Digest) -> Result<(), ImageError> {
+        let p = self.root.join(chain.hex());
+        // Rename first so that a crash halfway does not leave a partial snapshot in place.
+        let trash = self.root.join(format!("tmp-{}", random_hex(8)));
+        match std::fs::rename(&p, &trash) {
+            Ok(()) => std::fs::remove_dir_all(&trash).map_err(io_err("remove", &trash)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ImageError::Io { op: "remove", path: p, source: e }),
+        }
+    }
+
+    /// Removes what a crash left behind: unfinished snapshots.
+    pub fn clean(&self) {
+        if let Ok(rd) = std::fs::read_dir(&self.root) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with("tmp-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+
+    /// Disk used by a snapshot, in bytes.
+    pub fn size(&self, chain: &Digest) -> u64 {
+        dir_size(&self.fs(chain))
+    }
+}
+
+/// Bytes used by the regular files under `p` (hard links counted once).
+pub fn dir_size(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() && (m.nlink() == 1 || seen.insert(m.ino())) {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+/// Mounts an overlay at `target`: `lowers` bottom layer first, `upper` and `work` writable.
+pub fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<(), ImageError> {
+    let err = |message: String| ImageError::Mount { target: target.to_owned(), message };
+    for d in [upper, work, target] {
+        std::fs::create_dir_all(d).map_err(|e| err(format!("create `{}`: {e}", d.display())))?;
+    }
+    // overlayfs lists the top-most lower first.
+    let lower: Vec<String> = lowers.iter().rev().map(|p| p.display().to_string()).collect();
+    let data = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), upper.display(), work.display());
+    if data.len() >= 4096 {
+        return Err(err(format!("{} layers make mount options longer than a page", lowers.len())));
+    }
+    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data.as_str())).map_err(|e| err(e.to_string()))
+}
+
+/// Unmounts `target`; not mounted is not an error.
+pub fn unmount(target: &Path) -> Result<(), ImageError> {
+    match umount2(target, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(ImageError::Mount { target: target.to_owned(), message: format!("unmount: {e}") }),
+    }
+}
+
+/// Whether `target` is a mount point (its device differs from its parent's).
+pub fn is_mounted(target: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(target), target.parent().map(std::fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
+        _ => false,
+    }
+}

@@ -1,0 +1,414 @@
+//! The shim: one process per container (and per exec session), the parent of its process.
+//!
+//! Lifecycle: the daemon writes a [`proto::ShimConfig`], spawns `berth shim CONFIG` and reads
+//! one JSON line from the shim's stdout (`{"pid":N}` or `{"error":…}`). For a container the
+//! shim has by then created it (init waiting to exec); for an exec session nothing runs yet.
+//! The daemon connects attachers, then sends `start`. When the process ends the shim drains
+//! its output, removes the runtime state (cgroups), writes the exit file atomically, answers
+//! every `wait`, closes the attach streams and exits. A daemon that died meanwhile reads the
+//! exit file when it comes back.
+//!
+//! The fork into the container happens while the shim is still single-threaded (before any
+//! thread for a container, and from the main thread for an exec session).
+
+mod io;
+pub mod proto;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use self::io::{Attacher, Output};
+use self::proto::{ExitStatus, Request, Response, ShimConfig, ShimKind};
+use crate::libct::Libcontainer;
+use crate::{Runtime, Stdio};
+
+struct Shared {
+    cfg: ShimConfig,
+    runtime: Libcontainer,
+    pid: AtomicI32,
+    exit: Mutex<Option<ExitStatus>>,
+    exit_cv: Condvar,
+    output: Arc<Output>,
+    /// Where stdin goes: the pipe's write end, or the pty master.
+    stdin: Mutex<Option<File>>,
+    master: Option<File>,
+}
+
+/// Runs the shim with the configuration at `config_path`; never returns on success.
+pub fn main(config_path: &Path) -> ! {
+    let code = match run(config_path) {
+        Ok(()) => 0,
+        Err(e) => {
+            // The daemon is reading our stdout for the ready line: the error goes there.
+            let line = serde_json::to_string(&Response::error(e.clone())).unwrap_or_default();
+            let _ = writeln!(std::io::stdout(), "{line}");
+            eprintln!("shim: {e}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn run(config_path: &Path) -> Result<(), String> {
+    let cfg: ShimConfig = std::fs::read(config_path)
+        .map_err(|e| format!("read shim config `{}`: {e}", config_path.display()))
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("parse shim config: {e}")))?;
+    // A session of its own: a daemon killed with its process group leaves us running.
+    let _ = nix::unistd::setsid();
+    let _ = std::fs::remove_file(&cfg.socket);
+    let listener = UnixListener::bind(&cfg.socket).map_err(|e| format!("bind `{}`: {e}", cfg.socket.display()))?;
+    let runtime = Libcontainer::new(&cfg.runtime_root);
+
+    // Standard streams for the process.
+    let mut stdio = Stdio { stdin: None, stdout: None, stderr: None, console_socket: None };
+    let mut stdin_w = None;
+    let mut readers: Vec<(OwnedFd, u8)> = Vec::new();
+    let console = if cfg.tty {
+        let _ = std::fs::remove_file(&cfg.console_socket);
+        let l = UnixListener::bind(&cfg.console_socket)
+            .map_err(|e| format!("bind console socket `{}`: {e}", cfg.console_socket.display()))?;
+        stdio.console_socket = Some(cfg.console_socket.clone());
+        Some(l)
+    } else {
+        let devnull = || File::open("/dev/null").map(OwnedFd::from).map_err(|e| format!("open /dev/null: {e}"));
+        if cfg.stdin {
+            let (r, w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+            stdio.stdin = Some(r);
+            stdin_w = Some(File::from(w));
+        } else {
+            stdio.stdin = Some(devnull()?);
+        }
+        let (r, w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+        stdio.stdout = Some(w);
+        readers.push((r, 1));
+        let (r, w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+        stdio.stderr = Some(w);
+        readers.push((r, 2));
+        None
+    };
+
+    let output = Arc::new(Output::new(cfg.tty, cfg.log.as_deref())?);
+    let mut pending_start: Option<UnixStream> = None;
+    let mut early: Vec<(UnixStream, Request)> = Vec::new();
+    let pid = match &cfg.kind {
+        ShimKind::Init { bundle } => runtime.create(&cfg.container_id, bundle, stdio).map_err(|e| e.to_string())?,
+        ShimKind::Exec { process } => {
+            // Nothing runs until `start`: serve attach requests on this thread so the fork
+            // below happens before any other thread exists.
+            ready(0)?;
+            loop {
+                let (conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+                match read_request(&conn) {
+                    Some(Request::Start) => {
+                        pending_start = Some(conn);
+                        break;
+                    }
+                    Some(req @ Request::Attach { .. }) => {
+                        // Acknowledge now: the daemon connects every attacher before `start`.
+                        reply(&conn, &Response::ok());
+                        early.push((conn, req));
+                    }
+                    Some(req @ (Request::Resize { .. } | Request::Wait)) => early.push((conn, req)),
+                    Some(_) => reply(&conn, &Response::error("exec session not started")),
+                    None => {}
+                }
+            }
+            match runtime.exec(&cfg.container_id, process, stdio) {
+                Ok(pid) => pid,
+                Err(e) => {
+                    if let Some(c) = pending_start.take() {
+                        reply(&c, &Response::error(e.to_string()));
+                    }
+                    return Err(e.to_string());
+                }
+            }
+        }
+    };
+
+    let master = match console {
+        Some(l) => {
+            let f = receive_pty_master(&l)?;
+            let _ = std::fs::remove_file(&cfg.console_socket);
+            Some(f)
+        }
+        None => None,
+    };
+    if let Some(m) = &master {
+        let r = m.try_clone().map_err(|e| format!("dup pty master: {e}"))?;
+        readers.push((OwnedFd::from(r), 1));
+        stdin_w = Some(m.try_clone().map_err(|e| format!("dup pty master: {e}"))?);
+    }
+
+    let shared = Arc::new(Shared {
+        runtime,
+        pid: AtomicI32::new(pid),
+        exit: Mutex::new(None),
+        exit_cv: Condvar::new(),
+        output: output.clone(),
+        stdin: Mutex::new(stdin_w),
+        master,
+        cfg,
+    });
+
+    // From here on, threads.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for (fd, stream) in readers {
+        let out = output.clone();
+        let tx = done_tx.clone();
+        std::thread::spawn(move || {
+            out.pump(File::from(fd), stream);
+            let _ = tx.send(());
+        });
+    }
+    let reader_count = if shared.master.is_some() { 1 } else { 2 };
+
+    if matches!(shared.cfg.kind, ShimKind::Init { .. }) {
+        ready(pid)?;
+    }
+    for (conn, req) in early {
+        match req {
+            Request::Attach { stdin, stdout, stderr } => attach(&shared, conn, stdin, stdout, stderr),
+            req => {
+                let shared = shared.clone();
+                std::thread::spawn(move || dispatch(&shared, conn, req));
+            }
+        }
+    }
+    if let Some(c) = pending_start {
+        reply(&c, &Response { pid: Some(pid), ..Response::ok() });
+    }
+    {
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let shared = shared.clone();
+                std::thread::spawn(move || handle(&shared, conn));
+            }
+        });
+    }
+
+    let status = wait_for(pid);
+    // Output ends when every holder of the pipes is gone; an exec'd process may leave a
+    // background child holding them, so do not wait forever.
+    for _ in 0..reader_count {
+        if done_rx.recv_timeout(Duration::from_secs(2)).is_err() {
+            break;
+        }
+    }
+    output.flush();
+    if matches!(shared.cfg.kind, ShimKind::Init { .. })
+        && let Err(e) = shared.runtime.delete(&shared.cfg.container_id, true)
+    {
+        eprintln!("shim: {e}");
+    }
+    let exit = ExitStatus {
+        exit_code: status,
+        finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        oom_killed: false,
+    };
+    write_exit_file(&shared.cfg.exit_file, &exit)?;
+    *shared.exit.lock().map_err(|_| "exit lock poisoned")? = Some(exit);
+    shared.exit_cv.notify_all();
+    output.close_attachers();
+    let _ = std::fs::remove_file(&shared.cfg.socket);
+    // Let the wait handlers write their answers.
+    std::thread::sleep(Duration::from_millis(20));
+    Ok(())
+}
+
+fn ready(pid: i32) -> Result<(), String> {
+    let line = serde_json::to_string(&Response { pid: Some(pid), ..Response::ok() }).map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout();
+    writeln!(out, "{line}").and_then(|_| out.flush()).map_err(|e| format!("report ready: {e}"))?;
+    // The daemon reads only this line; later output would fill a pipe nobody reads.
+    if let Ok(null) = File::options().write(true).open("/dev/null") {
+        // SAFETY: dup2 onto fd 1 with a valid open fd; stdout is not used concurrently.
+        unsafe { libc::dup2(null.as_raw_fd(), 1) };
+    }
+    Ok(())
+}
+
+fn wait_for(pid: i32) -> i32 {
+    loop {
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 255,
+        }
+    }
+}
+
+fn write_exit_file(path: &Path, exit: &ExitStatus) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let data = serde_json::to_vec(exit).map_err(|e| e.to_string())?;
+    let mut f = File::create(&tmp).map_err(|e| format!("write `{}`: {e}", tmp.display()))?;
+    f.write_all(&data).and_then(|_| f.sync_all()).map_err(|e| format!("write `{}`: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("rename `{}`: {e}", path.display()))
+}
+
+fn receive_pty_master(l: &UnixListener) -> Result<File, String> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let (conn, _) = l.accept().map_err(|e| format!("accept console socket: {e}"))?;
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
+        .map_err(|e| format!("receive pty master: {e}"))?;
+    for c in msg.cmsgs().map_err(|e| format!("receive pty master: {e}"))? {
+        if let ControlMessageOwned::ScmRights(fds) = c
+            && let Some(&fd) = fds.first()
+        {
+            // SAFETY: the kernel just installed this descriptor in our table for us.
+            return Ok(unsafe { File::from_raw_fd(fd) });
+        }
+    }
+    Err("receive pty master: no descriptor in the message".into())
+}
+
+fn read_request(conn: &UnixStream) -> Option<Request> {
+    let mut line = String::new();
+    BufReader::new(conn).read_line(&mut line).ok()?;
+    match serde_json::from_str(&line) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            reply(conn, &Response::error(format!("bad request: {e}")));
+            None
+        }
+    }
+}
+
+fn reply(mut conn: &UnixStream, resp: &Response) {
+    if let Ok(mut line) = serde_json::to_vec(resp) {
+        line.push(b'\n');
+        let _ = conn.write_all(&line);
+    }
+}
+
+fn handle(shared: &Arc<Shared>, conn: UnixStream) {
+    let Some(req) = read_request(&conn) else { return };
+    dispatch(shared, conn, req);
+}
+
+fn dispatch(shared: &Arc<Shared>, conn: UnixStream, req: Request) {
+    let id = &shared.cfg.container_id;
+    let resp = match req {
+        Request::Attach { stdin, stdout, stderr } => {
+            reply(&conn, &Response::ok());
+            attach(shared, conn, stdin, stdout, stderr);
+            return;
+        }
+        Request::Start => match &shared.cfg.kind {
+            ShimKind::Init { .. } => match shared.runtime.start(id) {
+                Ok(()) => Response { pid: Some(shared.pid.load(Ordering::SeqCst)), ..Response::ok() },
+                Err(e) => Response::error(e.to_string()),
+            },
+            ShimKind::Exec { .. } => Response::error("exec session already started"),
+        },
+        Request::Wait => {
+            let mut exit = match shared.exit.lock() {
+                Ok(g) => g,
+                Err(_) => return,
+            };
+            while exit.is_none() {
+                exit = match shared.exit_cv.wait(exit) {
+                    Ok(g) => g,
+                    Err(_) => return,
+                };
+            }
+            Response { exit: exit.clone(), ..Response::ok() }
+        }
+        Request::Resize { height, width } => resize(shared, height, width),
+        Request::Kill { signal, all } => {
+            if shared.exit.lock().map(|e| e.is_some()).unwrap_or(true) {
+                Response::error("process is not running")
+            } else {
+                match &shared.cfg.kind {
+                    ShimKind::Init { .. } => match shared.runtime.kill(id, signal, all) {
+                        Ok(()) => Response::ok(),
+                        Err(e) => Response::error(e.to_string()),
+                    },
+                    ShimKind::Exec { .. } => {
+                        let pid = shared.pid.load(Ordering::SeqCst);
+                        match nix::sys::signal::kill(
+                            Pid::from_raw(pid),
+                            nix::sys::signal::Signal::try_from(signal).ok(),
+                        ) {
+                            Ok(()) => Response::ok(),
+                            Err(e) => Response::error(format!("signal process {pid}: {e}")),
+                        }
+                    }
+                }
+            }
+        }
+        Request::State => Response {
+            pid: Some(shared.pid.load(Ordering::SeqCst)),
+            exit: shared.exit.lock().ok().and_then(|e| e.clone()),
+            ..Response::ok()
+        },
+        Request::CloseStdin => {
+            if let Ok(mut s) = shared.stdin.lock() {
+                s.take();
+            }
+            Response::ok()
+        }
+        Request::Pause => match shared.runtime.pause(id) {
+            Ok(()) => Response::ok(),
+            Err(e) => Response::error(e.to_string()),
+        },
+        Request::Resume => match shared.runtime.resume(id) {
+            Ok(()) => Response::ok(),
+            Err(e) => Response::error(e.to_string()),
+        },
+    };
+    reply(&conn, &resp);
+}
+
+fn resize(shared: &Shared, height: u16, width: u16) -> Response {
+    let Some(m) = &shared.master else { return Response::error("the process has no terminal") };
+    let ws = libc::winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads a winsize struct that lives for the duration of the call.
+    let rc = unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    if rc < 0 { Response::error(format!("resize terminal: {}", std::io::Error::last_os_error())) } else { Response::ok() }
+}
+
+fn attach(shared: &Arc<Shared>, conn: UnixStream, stdin: bool, stdout: bool, stderr: bool) {
+    if stdin && let Ok(mut rd) = conn.try_clone() {
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 32 * 1024];
+            loop {
+                let n = match std::io::Read::read(&mut rd, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let Ok(mut guard) = shared.stdin.lock() else { break };
+                let Some(w) = guard.as_mut() else { break };
+                if w.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            // The client closed its side: with stdin_once the process sees EOF (not with a
+            // terminal, where EOF is a character the user types).
+            if shared.cfg.stdin_once
+                && shared.master.is_none()
+                && let Ok(mut g) = shared.stdin.lock()
+            {
+                g.take();
+            }
+        });
+    }
+    if stdout || stderr {
+        shared.output.add(Attacher::new(conn, stdout, stderr));
+    }
+}

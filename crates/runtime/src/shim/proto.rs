@@ -1,0 +1,102 @@
+//! The shim's wire protocol: one JSON request line per connection, one JSON response line.
+//!
+//! After a successful `attach` response the connection carries the process's output as the
+//! Docker attach wire format expects it (raw bytes with a TTY, 8-byte-header frames without),
+//! and whatever the client writes goes to the process's stdin; a client half-close ends stdin
+//! when the process was started with `stdin_once`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// What the daemon writes to a shim's configuration file before spawning it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShimConfig {
+    /// The runtime's id of the container (for exec sessions, the container's id too).
+    pub container_id: String,
+    pub kind: ShimKind,
+    /// libcontainer's state directory.
+    pub runtime_root: PathBuf,
+    /// The control socket to listen on.
+    pub socket: PathBuf,
+    /// Where the console socket is bound when `tty` is set.
+    pub console_socket: PathBuf,
+    /// json-file log; None keeps no log (exec sessions).
+    pub log: Option<PathBuf>,
+    /// Written atomically with the exit status when the process ends.
+    pub exit_file: PathBuf,
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdin_once: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShimKind {
+    /// A container's first process, from the bundle.
+    Init { bundle: PathBuf },
+    /// An exec session: the process.json to run in the container.
+    Exec { process: PathBuf },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Attach { stdin: bool, stdout: bool, stderr: bool },
+    Start,
+    Wait,
+    Resize { height: u16, width: u16 },
+    Kill { signal: i32, all: bool },
+    State,
+    CloseStdin,
+    Pause,
+    Resume,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Response {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitStatus>,
+}
+
+impl Response {
+    pub fn ok() -> Self {
+        Self::default()
+    }
+    pub fn error(msg: impl Into<String>) -> Self {
+        Self { error: Some(msg.into()), ..Self::default() }
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    pub exit_code: i32,
+    /// RFC 3339 with nanoseconds.
+    pub finished_at: String,
+    #[serde(default)]
+    pub oom_killed: bool,
+}
+
+/// Writes one request and reads one response, synchronously.
+pub fn call(socket: &std::path::Path, req: &Request) -> std::io::Result<Response> {
+    let mut s = UnixStream::connect(socket)?;
+    let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    s.write_all(&line)?;
+    let mut r = BufReader::new(s);
+    let mut resp = String::new();
+    r.read_line(&mut resp)?;
+    serde_json::from_str(&resp).map_err(std::io::Error::other)
+}
+
+/// Reads the exit status a shim left behind, if any.
+pub fn read_exit_file(path: &std::path::Path) -> Option<ExitStatus> {
+    std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
+}

@@ -1,0 +1,340 @@
+//! From run options to an OCI runtime spec with Docker's default confinement.
+//!
+//! The defaults follow moby's `oci/defaults.go` so that a program sees the same environment
+//! under berth as under Docker: the same 14 capabilities, the same masked and read-only paths,
+//! the same mounts under /dev.
+
+use std::path::{Path, PathBuf};
+
+use oci::spec::runtime::{Process, Spec};
+use serde_json::{Value, json};
+
+use crate::RuntimeError;
+
+/// Docker's default capability set (moby `oci/caps/defaults.go`); CapEff `00000000a80425fb`.
+pub const DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Paths hidden from the container (moby `oci/defaults.go`).
+pub const MASKED_PATHS: [&str; 10] = [
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths the container may read but not write.
+pub const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// A bind mount from the host into the container.
+#[derive(Debug, Clone)]
+pub struct BindMount {
+    pub source: PathBuf,
+    pub destination: String,
+    pub readonly: bool,
+}
+
+/// The user a process runs as, already resolved to numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+}
+
+/// What a process runs: shared by a container's first process and exec sessions.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessSpec {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: ProcessUser,
+    pub terminal: bool,
+    /// (height, width)
+    pub console_size: Option<(u16, u16)>,
+    pub privileged: bool,
+    pub no_new_privileges: bool,
+}
+
+/// Resource limits, in Docker's units.
+#[derive(Debug, Clone, Default)]
+pub struct Resources {
+    /// Bytes; 0 is unlimited.
+    pub memory: i64,
+    /// Memory plus swap in bytes; -1 unlimited, 0 unset.
+    pub memory_swap: i64,
+    /// Billionths of a CPU (`--cpus 1.5` is 1_500_000_000).
+    pub nano_cpus: i64,
+    pub cpu_shares: i64,
+    /// None or <= 0: unlimited.
+    pub pids_limit: Option<i64>,
+}
+
+/// Everything the engine decided about one container, ready to become an OCI spec.
+#[derive(Debug, Clone, Default)]
+pub struct RunSpec {
+    pub process: ProcessSpec,
+    pub hostname: String,
+    pub rootfs: PathBuf,
+    pub readonly_rootfs: bool,
+    /// Path of a network namespace to join; None shares the host's.
+    pub netns: Option<PathBuf>,
+    pub cgroups_path: String,
+    pub resources: Resources,
+    pub mounts: Vec<BindMount>,
+    pub shm_size: Option<i64>,
+}
+
+impl ProcessSpec {
+    fn to_json(&self) -> Value {
+        let caps: Vec<String> =
+            if self.privileged { all_capabilities() } else { DEFAULT_CAPS.iter().map(|s| (*s).to_owned()).collect() };
+        let mut p = json!({
+            "terminal": self.terminal,
+            "user": {
+                "uid": self.user.uid,
+                "gid": self.user.gid,
+            },
+            "args": self.args,
+            "env": self.env,
+            "cwd": if self.cwd.is_empty() { "/" } else { &self.cwd },
+            "capabilities": {
+                "bounding": caps,
+                "effective": caps,
+                "permitted": caps,
+            },
+            "noNewPrivileges": self.no_new_privileges,
+        });
+        if !self.user.additional_gids.is_empty() {
+            p["user"]["additionalGids"] = json!(self.user.additional_gids);
+        }
+        if let Some((h, w)) = self.console_size {
+            p["consoleSize"] = json!({"height": h, "width": w});
+        }
+        p
+    }
+
+    /// The OCI `process` object for an exec session.
+    pub fn to_oci(&self) -> Result<Process, RuntimeError> {
+        serde_json::from_value(self.to_json())
+            .map_err(|e| RuntimeError::Other { op: "build process spec", id: String::new(), message: e.to_string() })
+    }
+}
+
+/// Every capability in the host's bounding set: `--privileged` grants what the host has, not
+/// a fixed list (a fixed list fails on hosts that lack one, as CAP_SYS_RESOURCE here).
+pub fn all_capabilities() -> Vec<String> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    CAP_NAMES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bounding & (1u64 << i) != 0)
+        .map(|(_, n)| format!("CAP_{n}"))
+        .collect()
+}
+
+/// Capability names by number (linux/capability.h).
+pub const CAP_NAMES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+impl RunSpec {
+    /// The OCI runtime spec for this container.
+    pub fn to_oci(&self) -> Result<Spec, RuntimeError> {
+        let shm = format!("size={}k", self.shm_size.unwrap_or(64 * 1024 * 1024) / 1024);
+        let mut mounts = vec![
+            json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+            json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+            json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+            json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", if self.process.privileged { "rw" } else { "ro" }]}),
+            json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+            json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", shm]}),
+        ];
+        for m in &self.mounts {
+            let mut options = vec!["rbind", "rprivate"];
+            if m.readonly {
+                options.push("ro");
+            }
+            mounts.push(json!({"destination": m.destination, "type": "bind", "source": m.source, "options": options}));
+        }
+        let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
+        if let Some(ns) = &self.netns {
+            namespaces.push(json!({"type": "network", "path": ns}));
+        }
+        let mut resources = json!({
+            "devices": [{"allow": !self.process.privileged, "access": "rwm"}],
+        });
+        if !self.process.privileged {
+            // The devices a container may use (moby `oci/defaults.go`, DefaultLinuxSpec).
+            let allow = |t: &str, major: i64, minor: i64| json!({"allow": true, "type": t, "major": major, "minor": minor, "access": "rwm"});
+            resources["devices"] = json!([
+                {"allow": false, "access": "rwm"},
+                allow("c", 1, 5), allow("c", 1, 3), allow("c", 1, 9), allow("c", 1, 8),
+                allow("c", 5, 0), allow("c", 5, 1), allow("c", 1, 7),
+                {"allow": false, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+                allow("c", 136, -1), allow("c", 5, 2), allow("c", 10, 200),
+            ]);
+            // A minor of -1 stands for "any minor": the OCI spec says so by leaving it out.
+            for d in resources["devices"].as_array_mut().into_iter().flatten() {
+                if d["minor"] == json!(-1)
+                    && let Some(o) = d.as_object_mut()
+                {
+                    o.remove("minor");
+                }
+            }
+        }
+        let r = &self.resources;
+        if r.memory > 0 {
+            let mut mem = json!({"limit": r.memory});
+            if r.memory_swap != 0 {
+                mem["swap"] = json!(r.memory_swap);
+            }
+            resources["memory"] = mem;
+        }
+        if r.nano_cpus > 0 || r.cpu_shares > 0 {
+            let mut cpu = json!({});
+            if r.nano_cpus > 0 {
+                let period = 100_000u64;
+                cpu["period"] = json!(period);
+                cpu["quota"] = json!(r.nano_cpus * period as i64 / 1_000_000_000);
+            }
+            if r.cpu_shares > 0 {
+                cpu["shares"] = json!(r.cpu_shares);
+            }
+            resources["cpu"] = cpu;
+        }
+        if let Some(p) = r.pids_limit.filter(|p| *p > 0) {
+            resources["pids"] = json!({"limit": p});
+        }
+        let mut linux = json!({
+            "namespaces": namespaces,
+            "cgroupsPath": self.cgroups_path,
+            "resources": resources,
+        });
+        if !self.process.privileged {
+            linux["maskedPaths"] = json!(MASKED_PATHS);
+            linux["readonlyPaths"] = json!(READONLY_PATHS);
+        }
+        let spec = json!({
+            "ociVersion": "1.0.2",
+            "process": self.process.to_json(),
+            "root": {"path": self.rootfs, "readonly": self.readonly_rootfs},
+            "hostname": self.hostname,
+            "mounts": mounts,
+            "linux": linux,
+        });
+        serde_json::from_value(spec)
+            .map_err(|e| RuntimeError::Other { op: "build runtime spec", id: String::new(), message: e.to_string() })
+    }
+
+    /// Writes `config.json` into `bundle` atomically.
+    pub fn write_bundle(&self, bundle: &Path) -> Result<(), RuntimeError> {
+        let spec = self.to_oci()?;
+        let tmp = bundle.join("config.json.tmp");
+        spec.save(&tmp).map_err(|e| RuntimeError::Io { path: tmp.clone(), source: std::io::Error::other(e.to_string()) })?;
+        let dst = bundle.join("config.json");
+        std::fs::rename(&tmp, &dst).map_err(|source| RuntimeError::Io { path: dst, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_spec_has_dockers_confinement() {
+        let rs = RunSpec {
+            process: ProcessSpec { args: vec!["true".into()], ..Default::default() },
+            hostname: "abc".into(),
+            rootfs: "/tmp/rootfs".into(),
+            cgroups_path: "/berth/abc".into(),
+            resources: Resources { memory: 64 << 20, nano_cpus: 1_500_000_000, pids_limit: Some(10), ..Default::default() },
+            ..Default::default()
+        };
+        let spec = rs.to_oci().expect("valid spec");
+        let v = serde_json::to_value(&spec).expect("serialise");
+        let caps = v["process"]["capabilities"]["bounding"].as_array().expect("caps");
+        assert_eq!(caps.len(), 14);
+        assert_eq!(v["linux"]["maskedPaths"].as_array().map(|a| a.len()), Some(10));
+        assert_eq!(v["linux"]["resources"]["cpu"]["quota"], json!(150000));
+        assert_eq!(v["linux"]["resources"]["memory"]["limit"], json!(64 << 20));
+        assert_eq!(v["linux"]["resources"]["pids"]["limit"], json!(10));
+        assert_eq!(v["hostname"], json!("abc"));
+    }
+
+    #[test]
+    fn privileged_has_no_masks_and_host_caps() {
+        let mut rs = RunSpec::default();
+        rs.process.privileged = true;
+        let v = serde_json::to_value(rs.to_oci().expect("valid spec")).expect("serialise");
+        assert!(v["linux"].get("maskedPaths").is_none_or(|m| m.is_null()));
+        assert!(v["process"]["capabilities"]["bounding"].as_array().expect("caps").len() >= 14);
+    }
+}
