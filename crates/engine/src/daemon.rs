@@ -1,0 +1,127 @@
+//! The daemon process: options and daemon.json, the data-root lock, the API socket, signals.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::engine::{Engine, Paths};
+use crate::error::{EngineError, Result};
+
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    pub data_root: Option<PathBuf>,
+    pub exec_root: Option<PathBuf>,
+    pub hosts: Vec<String>,
+    pub config_file: PathBuf,
+}
+
+/// The keys of daemon.json berth reads, named as Docker names them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct DaemonJson {
+    pub data_root: Option<PathBuf>,
+    pub exec_root: Option<PathBuf>,
+    pub hosts: Vec<String>,
+    pub debug: bool,
+}
+
+pub const DEFAULT_DATA_ROOT: &str = "/var/lib/berth";
+pub const DEFAULT_EXEC_ROOT: &str = "/run/berth";
+pub const DEFAULT_HOST: &str = "unix:///run/berth/berth.sock";
+
+fn load_json(path: &Path, explicit: bool) -> Result<DaemonJson> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| EngineError::BadRequest(format!("invalid daemon configuration `{}`: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(DaemonJson::default()),
+        Err(e) => Err(EngineError::BadRequest(format!("read daemon configuration `{}`: {e}", path.display()))),
+    }
+}
+
+/// Holds the data root for this process: an exclusive `flock` on `berth.lock`.
+struct DataRootLock {
+    _file: std::fs::File,
+}
+
+fn lock_data_root(root: &Path) -> Result<DataRootLock> {
+    std::fs::create_dir_all(root).map_err(|e| EngineError::Internal(format!("create data root `{}`: {e}", root.display())))?;
+    let path = root.join("berth.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| EngineError::Internal(format!("open `{}`: {e}", path.display())))?;
+    // SAFETY: flock on an fd we own.
+    let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        let other = std::fs::read_to_string(&path).unwrap_or_default();
+        return Err(EngineError::Conflict(format!(
+            "another berth daemon (pid {}) is already running on data root `{}`",
+            other.trim(),
+            root.display()
+        )));
+    }
+    use std::io::Write;
+    let _ = file.set_len(0);
+    let _ = write!(file, "{}", std::process::id());
+    Ok(DataRootLock { _file: file })
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Containers keep running after it returns.
+pub async fn run(opts: DaemonOptions) -> Result<()> {
+    let explicit = opts.config_file != Path::new("/etc/berth/daemon.json");
+    let json = load_json(&opts.config_file, explicit)?;
+    let data_root = opts.data_root.or(json.data_root).unwrap_or_else(|| DEFAULT_DATA_ROOT.into());
+    let exec_root = opts.exec_root.or(json.exec_root).unwrap_or_else(|| DEFAULT_EXEC_ROOT.into());
+    let mut hosts = if opts.hosts.is_empty() { json.hosts } else { opts.hosts };
+    if hosts.is_empty() {
+        hosts.push(DEFAULT_HOST.into());
+    }
+    let _lock = lock_data_root(&data_root)?;
+    let engine = Engine::open(Paths { data_root: data_root.clone(), exec_root }).await?;
+    let app = crate::http::router(engine);
+    // The version prefix is stripped before routing, so one route table serves `/v1.45/…` and `/…`.
+    let app = tower::Layer::layer(
+        &axum::middleware::map_request(|req: axum::extract::Request| async move { crate::http::strip_version(req) }),
+        app,
+    );
+    let mut servers = tokio::task::JoinSet::new();
+    let mut sockets = Vec::new();
+    for h in &hosts {
+        let path = h
+            .strip_prefix("unix://")
+            .ok_or_else(|| EngineError::BadRequest(format!("unsupported host `{h}`: only unix:// sockets are served")))?;
+        let path = PathBuf::from(path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| EngineError::Internal(format!("create `{}`: {e}", dir.display())))?;
+        }
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path)
+            .map_err(|e| EngineError::Internal(format!("listen on `{}`: {e}", path.display())))?;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660));
+        tracing::info!("API listening on {}", path.display());
+        sockets.push(path);
+        let svc = axum::ServiceExt::<axum::extract::Request>::into_make_service(app.clone());
+        servers.spawn(async move { axum::serve(listener, svc).await });
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(EngineError::internal)?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(EngineError::internal)?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping; containers keep running"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping; containers keep running"),
+        r = servers.join_next() => {
+            if let Some(Ok(Err(e))) = r {
+                return Err(EngineError::Internal(format!("serve: {e}")));
+            }
+        }
+    }
+    servers.abort_all();
+    for s in sockets {
+        let _ = std::fs::remove_file(s);
+    }
+    Ok(())
+}

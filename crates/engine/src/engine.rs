@@ -1,0 +1,206 @@
+//! The engine: every manager in one place, wired once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use image::store::ImageStore;
+use rusqlite::{Connection, params};
+
+use crate::container::{Container, Record, Status};
+use crate::error::{EngineError, Result};
+use crate::exec::Exec;
+
+/// Where the daemon keeps things.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+}
+
+impl Paths {
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.data_root.join("containers").join(id)
+    }
+    pub fn runtime_root(&self) -> PathBuf {
+        self.exec_root.join("runtime")
+    }
+    /// Unix socket paths are limited to 108 bytes: sockets and namespaces live under the
+    /// exec root, named by the first 16 hex characters of the id.
+    pub fn shim_socket(&self, id: &str) -> PathBuf {
+        self.exec_root.join("s").join(format!("{}.sock", &id[..16]))
+    }
+    pub fn console_socket(&self, id: &str) -> PathBuf {
+        self.exec_root.join("s").join(format!("{}.con", &id[..16]))
+    }
+    pub fn netns(&self, id: &str) -> PathBuf {
+        self.exec_root.join("netns").join(&id[..16])
+    }
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join(format!("{id}-json.log"))
+    }
+    pub fn exit_file(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("exit.json")
+    }
+    pub fn rootfs(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("rootfs")
+    }
+}
+
+pub struct Engine {
+    pub paths: Paths,
+    pub images: Arc<ImageStore>,
+    db: Mutex<Connection>,
+    containers: RwLock<HashMap<String, Arc<Container>>>,
+    pub(crate) execs: Mutex<HashMap<String, Arc<Exec>>>,
+    pub started: Instant,
+}
+
+impl Engine {
+    /// Opens the stores under the data root and reconnects to running containers' shims.
+    pub async fn open(paths: Paths) -> Result<Arc<Self>> {
+        for d in [paths.data_root.join("containers"), paths.exec_root.join("s"), paths.exec_root.join("netns"), paths.runtime_root()] {
+            std::fs::create_dir_all(&d).map_err(|e| EngineError::Internal(format!("create `{}`: {e}", d.display())))?;
+        }
+        let root = paths.data_root.clone();
+        let images = tokio::task::spawn_blocking(move || ImageStore::open(&root)).await.map_err(EngineError::internal)??;
+        let db = image::store::open_db(&paths.data_root)?;
+        db.execute_batch("CREATE TABLE IF NOT EXISTS containers (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL);")?;
+        let records: Vec<(String, String)> = {
+            let mut st = db.prepare("SELECT id, record FROM containers")?;
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
+        };
+        let engine = Arc::new(Engine {
+            paths,
+            images: Arc::new(images),
+            db: Mutex::new(db),
+            containers: RwLock::new(HashMap::new()),
+            execs: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+        });
+        for (id, text) in records {
+            match serde_json::from_str::<Record>(&text) {
+                Ok(rec) => {
+                    let c = Arc::new(Container::new(rec));
+                    engine.containers_mut().insert(c.id.clone(), c);
+                }
+                Err(e) => tracing::error!("skipping corrupt container record {id}: {e}"),
+            }
+        }
+        let all = engine.list();
+        for c in all {
+            engine.restore(c).await;
+        }
+        Ok(engine)
+    }
+
+    /// Reattaches to a container's shim after a daemon restart, or records how it ended.
+    async fn restore(self: &Arc<Self>, c: Arc<Container>) {
+        let status = c.status();
+        if status == Status::Removing {
+            if let Err(e) = self.finish_remove(&c).await {
+                tracing::error!("finish removing {}: {e}", c.id);
+            }
+            return;
+        }
+        if !status.is_live() {
+            return;
+        }
+        let socket = self.paths.shim_socket(&c.id);
+        match crate::shim::call(&socket, &runtime::shim::proto::Request::State).await {
+            Ok(resp) if resp.exit.is_none() => {
+                tracing::info!("reconnected to container {}", c.short_id());
+                self.monitor(c);
+            }
+            Ok(resp) => {
+                let exit = resp.exit.unwrap_or_else(|| crate::lifecycle::lost_exit());
+                self.on_exit(&c, exit).await;
+            }
+            Err(_) => {
+                let exit = runtime::shim::proto::read_exit_file(&self.paths.exit_file(&c.id))
+                    .unwrap_or_else(crate::lifecycle::lost_exit);
+                self.on_exit(&c, exit).await;
+            }
+        }
+    }
+
+    fn containers_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Container>>> {
+        self.containers.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn containers_ref(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Container>>> {
+        self.containers.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn list(&self) -> Vec<Arc<Container>> {
+        self.containers_ref().values().cloned().collect()
+    }
+
+    /// Finds a container by id, name or unique id prefix.
+    pub fn lookup(&self, s: &str) -> Result<Arc<Container>> {
+        let map = self.containers_ref();
+        if let Some(c) = map.get(s) {
+            return Ok(c.clone());
+        }
+        let name = s.strip_prefix('/').unwrap_or(s);
+        if let Some(c) = map.values().find(|c| c.lock().state.name == name) {
+            return Ok(c.clone());
+        }
+        if !s.is_empty() {
+            let matches: Vec<_> = map.values().filter(|c| c.id.starts_with(s)).collect();
+            if matches.len() == 1 {
+                return Ok(matches[0].clone());
+            }
+            if matches.len() > 1 {
+                return Err(EngineError::BadRequest(format!("multiple IDs found with provided prefix: {s}")));
+            }
+        }
+        Err(EngineError::NoSuchContainer(s.to_owned()))
+    }
+
+    pub fn name_in_use(&self, name: &str) -> Option<String> {
+        self.containers_ref().values().find(|c| c.lock().state.name == name).map(|c| c.id.clone())
+    }
+
+    pub(crate) fn insert(&self, c: Arc<Container>) {
+        self.containers_mut().insert(c.id.clone(), c);
+    }
+
+    pub(crate) fn forget(&self, id: &str) {
+        self.containers_mut().remove(id);
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes a container's record.
+    pub fn save(&self, c: &Container) -> Result<()> {
+        let rec = c.snapshot();
+        let text = serde_json::to_string(&rec).map_err(EngineError::internal)?;
+        self.db().execute(
+            "INSERT INTO containers (id, name, record) VALUES (?1, ?2, ?3)
+             ON CONFLICT(id) DO UPDATE SET name = excluded.name, record = excluded.record",
+            params![rec.id, rec.state.name, text],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_record(&self, id: &str) -> Result<()> {
+        self.db().execute("DELETE FROM containers WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// The id of a container that uses `image`, and whether it runs.
+    pub fn image_user(&self, image: &str) -> Option<(String, bool)> {
+        let map = self.containers_ref();
+        let mut users = map.values().filter(|c| c.lock().image == image);
+        let all: Vec<_> = users.by_ref().map(|c| (c.id.clone(), c.status().is_live())).collect();
+        all.iter().find(|(_, r)| *r).or(all.first()).cloned()
+    }
+
+    pub fn data_root(&self) -> &Path {
+        &self.paths.data_root
+    }
+}

@@ -1,0 +1,23 @@
+#![recursion_limit = "256"]
+//! berth's daemon: the Docker Engine API on a Unix socket and the managers behind it.
+//!
+//! - [`engine::Engine`] wires the image store, the containers and exec sessions; it is the
+//!   one place that knows them all.
+//! - [`container`] holds a container's record and lifecycle enum; [`lifecycle`] the verbs
+//!   (create, start, stop, kill, pause, remove, wait) and what happens on exit.
+//! - [`shim`] spawns and talks to the per-container shims (see `runtime::shim`).
+//! - [`http`] maps routes to those verbs; [`error`] maps every error kind to an HTTP status
+//!   in one match.
+//! - [`daemon`] is the process: options, the data-root lock, the socket, signals.
+
+pub mod container;
+pub mod daemon;
+pub mod engine;
+pub mod error;
+pub mod exec;
+pub mod http;
+pub mod lifecycle;
+pub mod logs;
+pub mod shim;
+
+pub use daemon::{DaemonOptions, run};

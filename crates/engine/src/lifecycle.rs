@@ -1,0 +1,659 @@
+//! Container lifecycle: create, start, stop, kill, pause, remove, wait, and what happens
+//! when a container's process ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::types::{ContainerConfig, HostConfig};
+use runtime::shim::proto::{ExitStatus, Request, ShimConfig, ShimKind};
+use runtime::spec::{BindMount, ProcessSpec, Resources, RunSpec};
+use serde_json::Value;
+
+use crate::container::{Container, Events, PendingAttach, Record, State, Status, ZERO_TIME, new_id, random_name, valid_name};
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// The exit of a container whose shim vanished without leaving its status.
+pub fn lost_exit() -> ExitStatus {
+    ExitStatus { exit_code: 255, finished_at: now(), oom_killed: false }
+}
+
+fn str_list(v: &Value) -> Option<Vec<String>> {
+    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+}
+
+/// Merges a create request with the image's defaults, as Docker does.
+fn merge_config(mut cfg: ContainerConfig, image: &Value) -> ContainerConfig {
+    let img = |k: &str| image.get(k).filter(|v| !v.is_null());
+    let mut env: Vec<String> = img("Env").and_then(str_list).unwrap_or_default();
+    for e in std::mem::take(&mut cfg.env) {
+        let key = e.split_once('=').map(|(k, _)| k.to_owned()).unwrap_or_else(|| e.clone());
+        env.retain(|x| x.split_once('=').map(|(k, _)| k) != Some(key.as_str()) && *x != key);
+        env.push(e);
+    }
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
+    }
+    cfg.env = env;
+    if cfg.entrypoint.is_none() {
+        cfg.entrypoint = img("Entrypoint").and_then(str_list);
+        if cfg.cmd.is_none() {
+            cfg.cmd = img("Cmd").and_then(str_list);
+        }
+    }
+    if cfg.working_dir.is_empty() {
+        cfg.working_dir = img("WorkingDir").and_then(Value::as_str).unwrap_or_default().to_owned();
+    }
+    if cfg.user.is_empty() {
+        cfg.user = img("User").and_then(Value::as_str).unwrap_or_default().to_owned();
+    }
+    if let Some(labels) = img("Labels").and_then(Value::as_object) {
+        for (k, v) in labels {
+            if let Some(v) = v.as_str() {
+                cfg.labels.entry(k.clone()).or_insert_with(|| v.to_owned());
+            }
+        }
+    }
+    if cfg.stop_signal.is_none() {
+        cfg.stop_signal = img("StopSignal").and_then(Value::as_str).map(str::to_owned);
+    }
+    if cfg.exposed_ports.is_none() {
+        cfg.exposed_ports = img("ExposedPorts").and_then(|v| serde_json::from_value(v.clone()).ok());
+    }
+    if cfg.volumes.is_none() {
+        cfg.volumes = img("Volumes").and_then(|v| serde_json::from_value(v.clone()).ok());
+    }
+    if cfg.healthcheck.is_none() {
+        cfg.healthcheck = img("Healthcheck").cloned();
+    }
+    cfg
+}
+
+/// Checks the limits in a HostConfig as Docker does, naming the option at fault.
+fn validate_host_config(h: &HostConfig) -> Result<()> {
+    if h.memory != 0 && h.memory < 6 * 1024 * 1024 {
+        return Err(EngineError::BadRequest("Minimum memory limit allowed is 6MB".into()));
+    }
+    if h.memory_swap > 0 && h.memory > 0 && h.memory_swap < h.memory {
+        return Err(EngineError::BadRequest(
+            "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
+        ));
+    }
+    if h.nano_cpus < 0 {
+        return Err(EngineError::BadRequest("Range of CPUs is from 0.01 to the number of CPUs available".into()));
+    }
+    let cpus = std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(1);
+    if h.nano_cpus > cpus * 1_000_000_000 {
+        return Err(EngineError::BadRequest(format!(
+            "range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"
+        )));
+    }
+    if h.cpu_shares < 0 {
+        return Err(EngineError::BadRequest("invalid CPU shares: must be positive".into()));
+    }
+    match h.network_mode.as_str() {
+        "" | "default" | "none" | "bridge" | "host" => {}
+        other => {
+            return Err(EngineError::Unsupported(format!("network mode `{other}` is not supported yet")));
+        }
+    }
+    Ok(())
+}
+
+/// Parses a signal given by name (`SIGTERM`, `term`) or number.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        return Err(EngineError::BadRequest(format!("Invalid signal: {s}")));
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as i32)
+        .map_err(|_| EngineError::BadRequest(format!("Invalid signal: {s}")))
+}
+
+impl Engine {
+    /// `POST /containers/create`.
+    pub async fn create(self: &Arc<Self>, name: Option<&str>, cfg: ContainerConfig) -> Result<(String, Vec<String>)> {
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                if !valid_name(n) {
+                    return Err(EngineError::BadRequest(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                n.trim_start_matches('/').to_owned()
+            }
+            None => loop {
+                let n = random_name();
+                if self.name_in_use(&n).is_none() {
+                    break n;
+                }
+            },
+        };
+        if let Some(other) = self.name_in_use(&name) {
+            return Err(EngineError::Conflict(format!(
+                "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+            )));
+        }
+        if cfg.image.is_empty() {
+            return Err(EngineError::BadRequest("config.Image must be set: no image specified".into()));
+        }
+        let host = cfg.host_config.clone().unwrap_or_default();
+        validate_host_config(&host)?;
+        let images = self.images.clone();
+        let image_name = cfg.image.clone();
+        let img = tokio::task::spawn_blocking(move || images.resolve(&image_name)).await.map_err(EngineError::internal)?;
+        let img = img.map_err(|e| match e {
+            image::ImageError::NotFound(_) => image::ImageError::NotFound(
+                oci::Reference::parse_with_default_tag(&cfg.image).map(|r| r.familiar()).unwrap_or_else(|_| cfg.image.clone()),
+            ),
+            e => e,
+        })?;
+        let mut cfg = merge_config(cfg, img.run_config());
+        cfg.host_config = None;
+        let argv: Vec<String> = cfg.entrypoint.clone().unwrap_or_default().into_iter().chain(cfg.cmd.clone().unwrap_or_default()).collect();
+        if argv.is_empty() {
+            return Err(EngineError::BadRequest("no command specified".into()));
+        }
+        let id = new_id();
+        if cfg.hostname.is_empty() {
+            cfg.hostname = id[..12].to_owned();
+        }
+        let rec = Record {
+            id: id.clone(),
+            created: now(),
+            image: img.id.to_string(),
+            image_name: cfg.image.clone(),
+            path: argv[0].clone(),
+            args: argv[1..].to_vec(),
+            config: cfg,
+            host_config: host,
+            state: State {
+                status: Status::Created,
+                pid: 0,
+                exit_code: 0,
+                error: String::new(),
+                started_at: ZERO_TIME.into(),
+                finished_at: ZERO_TIME.into(),
+                oom_killed: false,
+                restart_count: 0,
+                name,
+                stopped_by_user: false,
+            },
+        };
+        let dir = self.paths.container_dir(&id);
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| EngineError::Internal(format!("create `{}`: {e}", dir.display())))?;
+        let c = Arc::new(Container::new(rec));
+        if let Err(e) = self.save(&c) {
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            return Err(e);
+        }
+        self.insert(c);
+        Ok((id, Vec::new()))
+    }
+
+    /// `POST /containers/{id}/start`.
+    pub async fn start(self: &Arc<Self>, c: &Arc<Container>) -> Result<()> {
+        let _op = c.op.lock().await;
+        let status = c.status();
+        if status.is_live() {
+            return Err(EngineError::NotModified);
+        }
+        if !status.can_start() {
+            return Err(EngineError::Conflict(format!("cannot start container {}: it is {}", c.short_id(), status.as_str())));
+        }
+        match self.start_locked(c).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.cleanup_runtime(c).await;
+                {
+                    let mut r = c.lock();
+                    r.state.error = e.to_string();
+                    if r.state.status == Status::Exited || r.state.started_at != ZERO_TIME {
+                        r.state.exit_code = 128;
+                    }
+                }
+                let _ = self.save(c);
+                // The attachers waiting for this start get nothing: their streams end.
+                c.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_locked(self: &Arc<Self>, c: &Arc<Container>) -> Result<()> {
+        let rec = c.snapshot();
+        let id = rec.id.clone();
+        let paths = self.paths.clone();
+        let images = self.images.clone();
+        let image_id = rec.image.clone();
+        let (spec, shim_cfg) = tokio::task::spawn_blocking(move || -> Result<(RunSpec, ShimConfig)> {
+            let img = images.resolve(&image_id)?;
+            let lowers = images.layer_dirs(&img)?;
+            let dir = paths.container_dir(&id);
+            let rootfs = paths.rootfs(&id);
+            if !image::snapshot::is_mounted(&rootfs) {
+                image::snapshot::mount_overlay(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+            }
+            let user = runtime::user::resolve(&rootfs, &rec.config.user, &rec.host_config.group_add)?;
+            write_etc_files(&dir, &rec.config.hostname)?;
+            let netns = match rec.host_config.network_mode.as_str() {
+                "host" => None,
+                _ => {
+                    let p = paths.netns(&id);
+                    if !p.exists() {
+                        network::create_netns(&p)?;
+                    }
+                    Some(p)
+                }
+            };
+            let mut env = rec.config.env.clone();
+            if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+                env.push(format!("HOSTNAME={}", rec.config.hostname));
+            }
+            if !env.iter().any(|e| e.starts_with("HOME=")) {
+                env.push(format!("HOME={}", user.home));
+            }
+            if rec.config.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+                env.push("TERM=xterm".into());
+            }
+            let h = &rec.host_config;
+            let mut mounts = Vec::new();
+            for f in ["resolv.conf", "hostname", "hosts"] {
+                mounts.push(BindMount { source: dir.join(f), destination: format!("/etc/{f}"), readonly: false });
+            }
+            let console_size = h.console_size.as_ref().filter(|v| v.len() == 2 && v[0] > 0).map(|v| (v[0], v[1]));
+            let spec = RunSpec {
+                process: ProcessSpec {
+                    args: std::iter::once(rec.path.clone()).chain(rec.args.iter().cloned()).collect(),
+                    env,
+                    cwd: if rec.config.working_dir.is_empty() { "/".into() } else { rec.config.working_dir.clone() },
+                    user: user.user,
+                    terminal: rec.config.tty,
+                    console_size,
+                    privileged: h.privileged,
+                    no_new_privileges: false,
+                },
+                hostname: rec.config.hostname.clone(),
+                rootfs: rootfs.clone(),
+                readonly_rootfs: h.readonly_rootfs,
+                netns,
+                cgroups_path: format!("/berth/{id}"),
+                resources: Resources {
+                    memory: h.memory,
+                    memory_swap: h.memory_swap,
+                    nano_cpus: h.nano_cpus,
+                    cpu_shares: h.cpu_shares,
+                    pids_limit: h.pids_limit,
+                },
+                mounts,
+                shm_size: if h.shm_size > 0 { Some(h.shm_size) } else { None },
+            };
+            spec.write_bundle(&dir)?;
+            let shim = ShimConfig {
+                container_id: id.clone(),
+                kind: ShimKind::Init { bundle: dir.clone() },
+                runtime_root: paths.runtime_root(),
+                socket: paths.shim_socket(&id),
+                console_socket: paths.console_socket(&id),
+                log: Some(paths.log_path(&id)),
+                exit_file: paths.exit_file(&id),
+                tty: rec.config.tty,
+                stdin: rec.config.open_stdin,
+                stdin_once: rec.config.stdin_once,
+            };
+            let _ = std::fs::remove_file(&shim.exit_file);
+            Ok((spec, shim))
+        })
+        .await
+        .map_err(EngineError::internal)??;
+        let _ = spec;
+        let dir = self.paths.container_dir(&c.id);
+        crate::shim::spawn(&shim_cfg, &dir.join("shim.json"), &dir.join("shim.log")).await?;
+        // Connect those who attached before the start, so they miss nothing.
+        let pending: Vec<PendingAttach> = std::mem::take(&mut *c.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        for p in pending {
+            let req = Request::Attach { stdin: p.stdin, stdout: p.stdout, stderr: p.stderr };
+            if let Ok((stream, resp)) = crate::shim::open(&shim_cfg.socket, &req).await
+                && resp.error.is_none()
+            {
+                let _ = p.tx.send(stream);
+            }
+        }
+        let resp = crate::shim::call(&shim_cfg.socket, &Request::Start).await?;
+        {
+            let mut r = c.lock();
+            r.state.status = Status::Running;
+            r.state.pid = resp.pid.unwrap_or(0) as i64;
+            r.state.started_at = now();
+            r.state.finished_at = ZERO_TIME.into();
+            r.state.exit_code = 0;
+            r.state.error.clear();
+            r.state.oom_killed = false;
+            r.state.stopped_by_user = false;
+        }
+        self.save(c)?;
+        self.monitor(c.clone());
+        Ok(())
+    }
+
+    /// Watches a running container's shim and records the exit.
+    pub fn monitor(self: &Arc<Self>, c: Arc<Container>) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let socket = engine.paths.shim_socket(&c.id);
+            let exit = match crate::shim::open(&socket, &Request::Wait).await {
+                Ok((_, resp)) => resp.exit,
+                Err(_) => None,
+            };
+            let exit = exit
+                .or_else(|| runtime::shim::proto::read_exit_file(&engine.paths.exit_file(&c.id)))
+                .unwrap_or_else(lost_exit);
+            engine.on_exit(&c, exit).await;
+        });
+    }
+
+    /// Unmounts the rootfs and removes the network namespace of a stopped container.
+    pub(crate) async fn cleanup_runtime(&self, c: &Container) {
+        let rootfs = self.paths.rootfs(&c.id);
+        let netns = self.paths.netns(&c.id);
+        let socket = self.paths.shim_socket(&c.id);
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = image::snapshot::unmount(&rootfs) {
+                tracing::warn!("{e}");
+            }
+            if let Err(e) = network::remove_netns(&netns) {
+                tracing::warn!("{e}");
+            }
+            let _ = std::fs::remove_file(socket);
+        })
+        .await;
+    }
+
+    pub(crate) async fn on_exit(self: &Arc<Self>, c: &Arc<Container>, exit: ExitStatus) {
+        self.cleanup_runtime(c).await;
+        let auto_remove = {
+            let mut r = c.lock();
+            if r.state.status == Status::Removing {
+                false
+            } else {
+                r.state.status = Status::Exited;
+                r.state.exit_code = exit.exit_code as i64;
+                r.state.finished_at = exit.finished_at.clone();
+                r.state.oom_killed = exit.oom_killed;
+                r.state.pid = 0;
+                r.host_config.auto_remove
+            }
+        };
+        if let Err(e) = self.save(c) {
+            tracing::error!("save container {}: {e}", c.id);
+        }
+        c.events.send_modify(|e| e.exits += 1);
+        if auto_remove {
+            let engine = self.clone();
+            let c = c.clone();
+            tokio::spawn(async move {
+                if let Err(e) = engine.remove(&c, false).await {
+                    tracing::error!("auto-remove {}: {e}", c.id);
+                }
+            });
+        }
+    }
+
+    /// Waits until the container has exited more times than `seen`, or `timeout` passes.
+    async fn wait_exit(&self, c: &Container, seen: u64, timeout: Option<Duration>) -> bool {
+        let mut rx = c.events.subscribe();
+        let fut = rx.wait_for(|e| e.exits > seen || e.removed);
+        match timeout {
+            Some(t) => matches!(tokio::time::timeout(t, fut).await, Ok(Ok(_))),
+            None => fut.await.is_ok(),
+        }
+    }
+
+    /// Sends a signal to the container's process (or all its processes).
+    pub async fn kill(&self, c: &Container, signal: i32, all: bool) -> Result<()> {
+        let status = c.status();
+        if status == Status::Paused && signal != libc::SIGKILL {
+            return Err(EngineError::Paused(c.id.clone()));
+        }
+        if !status.is_live() {
+            return Err(EngineError::NotRunning(c.id.clone()));
+        }
+        c.lock().state.stopped_by_user = true;
+        crate::shim::call(&self.paths.shim_socket(&c.id), &Request::Kill { signal, all }).await.map(|_| ())
+    }
+
+    /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after the timeout.
+    pub async fn stop(&self, c: &Container, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let _op = c.op.lock().await;
+        self.stop_locked(c, timeout, signal).await
+    }
+
+    async fn stop_locked(&self, c: &Container, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let status = c.status();
+        if !status.is_live() {
+            return Err(EngineError::NotModified);
+        }
+        let rec = c.snapshot();
+        let sig = parse_signal(signal.or(rec.config.stop_signal.as_deref()).unwrap_or("SIGTERM"))?;
+        let t = timeout.or(rec.config.stop_timeout).unwrap_or(10);
+        let seen = c.events.borrow().exits;
+        if status == Status::Paused {
+            let _ = crate::shim::call(&self.paths.shim_socket(&c.id), &Request::Resume).await;
+            c.lock().state.status = Status::Running;
+        }
+        if t != 0 {
+            let _ = self.kill(c, sig, false).await;
+        }
+        let limit = if t < 0 { None } else { Some(Duration::from_secs(t as u64)) };
+        if t != 0 && self.wait_exit(c, seen, limit).await {
+            return Ok(());
+        }
+        let _ = self.kill(c, libc::SIGKILL, true).await;
+        if !self.wait_exit(c, seen, Some(Duration::from_secs(30))).await {
+            return Err(EngineError::Internal(format!("container {} did not exit after SIGKILL", c.short_id())));
+        }
+        Ok(())
+    }
+
+    pub async fn restart(self: &Arc<Self>, c: &Arc<Container>, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        match self.stop(c, timeout, signal).await {
+            Ok(()) | Err(EngineError::NotModified) => {}
+            Err(e) => return Err(e),
+        }
+        self.start(c).await
+    }
+
+    pub async fn pause(&self, c: &Container, pause: bool) -> Result<()> {
+        let _op = c.op.lock().await;
+        let status = c.status();
+        let req = if pause {
+            if !status.can_pause() {
+                return match status {
+                    Status::Paused => Err(EngineError::Conflict(format!("Container {} is already paused", c.id))),
+                    _ => Err(EngineError::NotRunning(c.id.clone())),
+                };
+            }
+            Request::Pause
+        } else {
+            if status != Status::Paused {
+                return Err(EngineError::Conflict(format!("Container {} is not paused", c.id)));
+            }
+            Request::Resume
+        };
+        crate::shim::call(&self.paths.shim_socket(&c.id), &req).await?;
+        c.lock().state.status = if pause { Status::Paused } else { Status::Running };
+        self.save(c)
+    }
+
+    /// `DELETE /containers/{id}`.
+    pub async fn remove(self: &Arc<Self>, c: &Arc<Container>, force: bool) -> Result<()> {
+        let _op = c.op.lock().await;
+        let status = c.status();
+        if status == Status::Removing {
+            return Err(EngineError::Conflict(format!("removal of container {} is already in progress", c.id)));
+        }
+        if status.is_live() {
+            if !force {
+                return Err(EngineError::Conflict(format!(
+                    "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
+                    c.id
+                )));
+            }
+            self.stop_locked(c, Some(0), None).await.or_else(|e| if matches!(e, EngineError::NotModified) { Ok(()) } else { Err(e) })?;
+        }
+        c.lock().state.status = Status::Removing;
+        self.save(c)?;
+        self.finish_remove(c).await
+    }
+
+    pub(crate) async fn finish_remove(&self, c: &Container) -> Result<()> {
+        self.cleanup_runtime(c).await;
+        let dir = self.paths.container_dir(&c.id);
+        let runtime_root = self.paths.runtime_root();
+        let id = c.id.clone();
+        tokio::task::spawn_blocking(move || {
+            let rt = runtime::libct::Libcontainer::new(runtime_root);
+            let _ = runtime::Runtime::delete(&rt, &id, true);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(EngineError::Internal(format!("remove `{}`: {e}", dir.display()))),
+            }
+        })
+        .await
+        .map_err(EngineError::internal)??;
+        self.delete_record(&c.id)?;
+        self.forget(&c.id);
+        let execs: Vec<String> = std::mem::take(&mut *c.exec_ids.lock().unwrap_or_else(|p| p.into_inner()));
+        {
+            let mut m = self.execs.lock().unwrap_or_else(|p| p.into_inner());
+            for e in execs {
+                m.remove(&e);
+            }
+        }
+        c.events.send_modify(|e| e.removed = true);
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/wait`: subscribes first (so nothing is missed), then waits.
+    pub fn wait(&self, c: &Arc<Container>, condition: &str) -> Result<impl std::future::Future<Output = i64> + use<>> {
+        let mut rx = c.events.subscribe();
+        let start: Events = *rx.borrow();
+        let status = c.status();
+        let c = c.clone();
+        let cond = match condition {
+            "" | "not-running" => 0,
+            "next-exit" => 1,
+            "removed" => 2,
+            other => return Err(EngineError::BadRequest(format!("invalid condition: \"{other}\""))),
+        };
+        Ok(async move {
+            let code = |c: &Container| c.lock().state.exit_code;
+            match cond {
+                0 if !status.is_live() => code(&c),
+                0 | 1 => {
+                    let _ = rx.wait_for(|e| e.exits > start.exits || e.removed).await;
+                    code(&c)
+                }
+                _ => {
+                    let _ = rx.wait_for(|e| e.removed).await;
+                    code(&c)
+                }
+            }
+        })
+    }
+
+    /// Registers an attach for a container that has not started yet.
+    pub fn pend_attach(&self, c: &Container, stdin: bool, stdout: bool, stderr: bool) -> tokio::sync::oneshot::Receiver<tokio::net::UnixStream> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        c.pending.lock().unwrap_or_else(|p| p.into_inner()).push(PendingAttach { stdin, stdout, stderr, tx });
+        rx
+    }
+
+    pub fn rename(&self, c: &Container, new: &str) -> Result<()> {
+        if !valid_name(new) {
+            return Err(EngineError::BadRequest(format!("Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+        }
+        let new = new.trim_start_matches('/');
+        if let Some(other) = self.name_in_use(new) {
+            if other == c.id {
+                return Err(EngineError::BadRequest(format!("Renaming a container with the same name as its current name")));
+            }
+            return Err(EngineError::Conflict(format!(
+                "Conflict. The container name \"/{new}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+            )));
+        }
+        c.lock().state.name = new.to_owned();
+        self.save(c)
+    }
+}
+
+/// /etc/hosts, /etc/hostname and /etc/resolv.conf for a container.
+fn write_etc_files(dir: &std::path::Path, hostname: &str) -> Result<()> {
+    let w = |name: &str, data: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, data).map_err(|e| EngineError::Internal(format!("write `{}`: {e}", p.display())))
+    };
+    w(
+        "hosts",
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_owned(),
+    )?;
+    w("hostname", format!("{hostname}\n"))?;
+    // The host's resolvers, less loopback ones that mean nothing inside the container.
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out: Vec<&str> = host
+        .lines()
+        .filter(|l| {
+            let t = l.trim();
+            !(t.starts_with("nameserver") && (t.contains(" 127.") || t.contains(" ::1")))
+        })
+        .collect();
+    if !out.iter().any(|l| l.trim().starts_with("nameserver")) {
+        out.push("nameserver 8.8.8.8");
+        out.push("nameserver 8.8.4.4");
+    }
+    w("resolv.conf", out.join("\n") + "\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merges_image_defaults_like_docker() {
+        let image = json!({"Env": ["PATH=/bin", "A=1"], "Cmd": ["sh"], "Entrypoint": null, "WorkingDir": "/w", "Labels": {"l": "1"}});
+        let cfg = ContainerConfig { env: vec!["A=2".into()], ..Default::default() };
+        let m = merge_config(cfg, &image);
+        assert_eq!(m.env, vec!["PATH=/bin", "A=2"]);
+        assert_eq!(m.cmd, Some(vec!["sh".into()]));
+        assert_eq!(m.working_dir, "/w");
+        assert_eq!(m.labels.get("l").map(String::as_str), Some("1"));
+        // An entrypoint given on the command line drops the image's CMD.
+        let cfg = ContainerConfig { entrypoint: Some(vec!["echo".into()]), ..Default::default() };
+        let m = merge_config(cfg, &image);
+        assert_eq!(m.cmd, None);
+        assert!(m.env[0].starts_with("PATH="));
+    }
+
+    #[test]
+    fn signals_and_limits() {
+        assert_eq!(parse_signal("SIGKILL").ok(), Some(9));
+        assert_eq!(parse_signal("term").ok(), Some(15));
+        assert_eq!(parse_signal("2").ok(), Some(2));
+        assert!(parse_signal("NOPE").is_err());
+        let h = HostConfig { memory: 1024, ..Default::default() };
+        assert!(validate_host_config(&h).expect_err("too small").to_string().contains("6MB"));
+    }
+}
