@@ -126,8 +126,9 @@ impl Client {
         body: Body,
     ) -> Result<Response<Incoming>, ClientError> {
         let io = self.connect().await?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| ClientError::Http(e.to_string()))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
@@ -157,13 +158,21 @@ impl Client {
         decode(resp).await
     }
 
-    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: Option<&B>) -> Result<T, ClientError> {
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
         let resp = self.post_raw(path, body).await?;
         decode(resp).await
     }
 
     /// POST with an optional JSON body, response undecoded.
-    pub async fn post_raw<B: Serialize>(&self, path: &str, body: Option<&B>) -> Result<Response<Incoming>, ClientError> {
+    pub async fn post_raw<B: Serialize>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Response<Incoming>, ClientError> {
         let (headers, body) = match body {
             Some(b) => (
                 vec![("Content-Type", "application/json".to_owned())],

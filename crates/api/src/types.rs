@@ -409,7 +409,8 @@ mod tests {
         let h = c.host_config.expect("host config");
         assert_eq!(h.memory, 5);
         assert_eq!(h.extra.get("Bar"), Some(&Value::Bool(true)));
-        let back = serde_json::to_value(ContainerConfig { cmd: Some(vec!["a".into()]), ..Default::default() }).expect("ser");
+        let back =
+            serde_json::to_value(ContainerConfig { cmd: Some(vec!["a".into()]), ..Default::default() }).expect("ser");
         assert_eq!(back["Cmd"], serde_json::json!(["a"]));
     }
 }

@@ -65,7 +65,12 @@ fn daemon(a: DaemonArgs) -> i32 {
             return 1;
         }
     };
-    let opts = engine::DaemonOptions { data_root: a.data_root, exec_root: a.exec_root, hosts: a.host, config_file: a.config_file };
+    let opts = engine::DaemonOptions {
+        data_root: a.data_root,
+        exec_root: a.exec_root,
+        hosts: a.host,
+        config_file: a.config_file,
+    };
     match rt.block_on(engine::run(opts)) {
         Ok(()) => {
             rt.shutdown_timeout(std::time::Duration::from_millis(200));

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use api::client::{Client, ClientError, reader_body};
 use api::types::{
-    ContainerConfig, ContainerInspect, ContainerSummary, CreateResponse, DeleteItem, ExecConfig, ExecInspect, ExecStart,
-    HistoryItem, HostConfig, IdResponse, ImageSummary, ProgressLine, TopResponse, WaitResponse,
+    ContainerConfig, ContainerInspect, ContainerSummary, CreateResponse, DeleteItem, ExecConfig, ExecInspect,
+    ExecStart, HistoryItem, HostConfig, IdResponse, ImageSummary, ProgressLine, TopResponse, WaitResponse,
 };
 use http_body_util::BodyExt;
 use hyper::Method;
@@ -68,10 +68,6 @@ pub async fn dispatch(c: &Client, cmd: Command) -> i32 {
             })
             .await
         }
-        Command::Stop(a) | Command::Restart(a) if false => {
-            let _ = a;
-            0
-        }
         Command::Stop(a) => stop_like(c, "stop", a).await,
         Command::Restart(a) => stop_like(c, "restart", a).await,
         Command::Kill(a) => {
@@ -108,7 +104,8 @@ pub async fn dispatch(c: &Client, cmd: Command) -> i32 {
             .await
         }
         Command::Top(a) => {
-            let q = if a.ps_args.is_empty() { String::new() } else { format!("?ps_args={}", enc(&a.ps_args.join(" "))) };
+            let q =
+                if a.ps_args.is_empty() { String::new() } else { format!("?ps_args={}", enc(&a.ps_args.join(" "))) };
             match c.get::<TopResponse>(&format!("/containers/{}/top{q}", enc(&a.container))).await {
                 Ok(t) => {
                     let titles: Vec<&str> = t.titles.iter().map(String::as_str).collect();
@@ -122,7 +119,10 @@ pub async fn dispatch(c: &Client, cmd: Command) -> i32 {
             }
         }
         Command::Rename { container, new_name } => {
-            match c.post_raw::<()>(&format!("/containers/{}/rename?name={}", enc(&container), enc(&new_name)), None).await {
+            match c
+                .post_raw::<()>(&format!("/containers/{}/rename?name={}", enc(&container), enc(&new_name)), None)
+                .await
+            {
                 Ok(_) => 0,
                 Err(e) => {
                     report(&e);
@@ -338,7 +338,12 @@ async fn create_container(c: &Client, a: &RunArgs, cfg: &ContainerConfig) -> Res
             let tag = tag.unwrap_or_else(|| "latest".into());
             eprintln!("Unable to find image '{repo}:{tag}' locally");
             let resp = c
-                .request(Method::POST, &format!("/images/create?fromImage={}&tag={}", enc(&repo), enc(&tag)), Vec::new(), api::client::empty())
+                .request(
+                    Method::POST,
+                    &format!("/images/create?fromImage={}&tag={}", enc(&repo), enc(&tag)),
+                    Vec::new(),
+                    api::client::empty(),
+                )
                 .await
                 .map_err(|e| (125, e.to_string()))?;
             progress(resp, false).await.map_err(|e| (125, e))?;
@@ -392,14 +397,16 @@ fn message(e: &ClientError) -> String {
 
 /// Attach, register the wait, start, stream, and return the exit code.
 async fn attach_start_wait(c: &Client, id: &str, stdin: bool, tty: bool, condition: &str) -> i32 {
-    let (conn, multiplexed) =
-        match c.hijack::<()>(&format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", u8::from(stdin)), None).await {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("berth: {e}");
-                return 125;
-            }
-        };
+    let (conn, multiplexed) = match c
+        .hijack::<()>(&format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", u8::from(stdin)), None)
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return 125;
+        }
+    };
     let wait = match c.post_raw::<()>(&format!("/containers/{id}/wait?condition={condition}"), None).await {
         Ok(r) => r,
         Err(e) => {
@@ -483,7 +490,10 @@ async fn exec(c: &Client, a: ExecArgs) -> i32 {
         }
     };
     if a.detach {
-        return match c.post_raw(&format!("/exec/{id}/start"), Some(&ExecStart { detach: true, tty: a.tty, console_size: None })).await {
+        return match c
+            .post_raw(&format!("/exec/{id}/start"), Some(&ExecStart { detach: true, tty: a.tty, console_size: None }))
+            .await
+        {
             Ok(_) => 0,
             Err(e) => {
                 report(&e);
@@ -491,7 +501,10 @@ async fn exec(c: &Client, a: ExecArgs) -> i32 {
             }
         };
     }
-    let (conn, multiplexed) = match c.hijack(&format!("/exec/{id}/start"), Some(&ExecStart { detach: false, tty: a.tty, console_size: None })).await {
+    let (conn, multiplexed) = match c
+        .hijack(&format!("/exec/{id}/start"), Some(&ExecStart { detach: false, tty: a.tty, console_size: None }))
+        .await
+    {
         Ok(v) => v,
         Err(e) => {
             let msg = message(&e);
@@ -596,7 +609,16 @@ async fn ps(c: &Client, a: PsArgs) -> i32 {
                     "Status": status, "Ports": ports, "Names": names, "State": s.state, "Labels": s.labels})
             })
             .collect();
-        let h = [("ID", "CONTAINER ID"), ("Image", "IMAGE"), ("Command", "COMMAND"), ("RunningFor", "CREATED"), ("Status", "STATUS"), ("Ports", "PORTS"), ("Names", "NAMES"), ("State", "STATE")];
+        let h = [
+            ("ID", "CONTAINER ID"),
+            ("Image", "IMAGE"),
+            ("Command", "COMMAND"),
+            ("RunningFor", "CREATED"),
+            ("Status", "STATUS"),
+            ("Ports", "PORTS"),
+            ("Names", "NAMES"),
+            ("State", "STATE"),
+        ];
         return print_formatted(f, &rows, &h);
     }
     let rows: Vec<Vec<String>> = list
@@ -618,13 +640,21 @@ async fn logs(c: &Client, a: LogsArgs) -> i32 {
             return 1;
         }
     };
-    let mut q = format!("stdout=1&stderr=1&follow={}&timestamps={}&tail={}", u8::from(a.follow), u8::from(a.timestamps), enc(&a.tail));
+    let mut q = format!(
+        "stdout=1&stderr=1&follow={}&timestamps={}&tail={}",
+        u8::from(a.follow),
+        u8::from(a.timestamps),
+        enc(&a.tail)
+    );
     for (k, v) in [("since", &a.since), ("until", &a.until)] {
         if let Some(v) = v {
             q.push_str(&format!("&{k}={}", enc(&relative_time(v))));
         }
     }
-    let resp = match c.request(Method::GET, &format!("/containers/{}/logs?{q}", info.id), Vec::new(), api::client::empty()).await {
+    let resp = match c
+        .request(Method::GET, &format!("/containers/{}/logs?{q}", info.id), Vec::new(), api::client::empty())
+        .await
+    {
         Ok(r) => r,
         Err(e) => {
             report(&e);
@@ -685,10 +715,11 @@ async fn inspect(c: &Client, names: Vec<String>, format: Option<String>, kind: O
                 }
             }
         }
-        if found.is_none() && kind.as_deref() != Some("container") {
-            if let Ok(v) = c.get::<Value>(&format!("/images/{n}/json")).await {
-                found = Some(v);
-            }
+        if found.is_none()
+            && kind.as_deref() != Some("container")
+            && let Ok(v) = c.get::<Value>(&format!("/images/{n}/json")).await
+        {
+            found = Some(v);
         }
         match found {
             Some(v) => out.push(v),
@@ -796,7 +827,13 @@ async fn images(c: &Client, a: ImagesArgs) -> i32 {
         let tags = if i.repo_tags.is_empty() { vec!["<none>:<none>".to_owned()] } else { i.repo_tags.clone() };
         for t in tags {
             let (repo, tag) = split_tag(&t);
-            rows.push(vec![repo, tag.unwrap_or_else(|| "<none>".into()), id.clone(), ago(i.created), human_size(i.size)]);
+            rows.push(vec![
+                repo,
+                tag.unwrap_or_else(|| "<none>".into()),
+                id.clone(),
+                ago(i.created),
+                human_size(i.size),
+            ]);
         }
     }
     if a.quiet {
@@ -810,7 +847,13 @@ async fn images(c: &Client, a: ImagesArgs) -> i32 {
             .iter()
             .map(|r| serde_json::json!({"Repository": r[0], "Tag": r[1], "ID": r[2], "CreatedSince": r[3], "Size": r[4]}))
             .collect();
-        let h = [("Repository", "REPOSITORY"), ("Tag", "TAG"), ("ID", "IMAGE ID"), ("CreatedSince", "CREATED"), ("Size", "SIZE")];
+        let h = [
+            ("Repository", "REPOSITORY"),
+            ("Tag", "TAG"),
+            ("ID", "IMAGE ID"),
+            ("CreatedSince", "CREATED"),
+            ("Size", "SIZE"),
+        ];
         return print_formatted(f, &vals, &h);
     }
     print!("{}", table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows));
@@ -844,10 +887,18 @@ async fn history(c: &Client, a: crate::HistoryArgs) -> i32 {
 }
 
 async fn version(c: &Client) -> i32 {
-    println!("Client:\n Version:           {}\n API version:       {}\n OS/Arch:           linux/{}", env!("CARGO_PKG_VERSION"), api::API_VERSION, std::env::consts::ARCH);
+    println!(
+        "Client:\n Version:           {}\n API version:       {}\n OS/Arch:           linux/{}",
+        env!("CARGO_PKG_VERSION"),
+        api::API_VERSION,
+        std::env::consts::ARCH
+    );
     match c.get::<api::types::Version>("/version").await {
         Ok(v) => {
-            println!("\nServer:\n Engine:\n  Version:          {}\n  API version:      {} (minimum version {})\n  OS/Arch:          {}/{}\n  Kernel:           {}", v.version, v.api_version, v.min_api_version, v.os, v.arch, v.kernel_version);
+            println!(
+                "\nServer:\n Engine:\n  Version:          {}\n  API version:      {} (minimum version {})\n  OS/Arch:          {}/{}\n  Kernel:           {}",
+                v.version, v.api_version, v.min_api_version, v.os, v.arch, v.kernel_version
+            );
             0
         }
         Err(e) => {
@@ -860,7 +911,9 @@ async fn version(c: &Client) -> i32 {
 async fn info(c: &Client) -> i32 {
     match c.get::<Value>("/info").await {
         Ok(v) => {
-            let g = |k: &str| v.get(k).map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string())).unwrap_or_default();
+            let g = |k: &str| {
+                v.get(k).map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string())).unwrap_or_default()
+            };
             println!("Server:");
             println!(" Containers: {}", g("Containers"));
             println!("  Running: {}", g("ContainersRunning"));

@@ -60,7 +60,13 @@ pub fn human_size(bytes: i64) -> String {
         v /= 1000.0;
         i += 1;
     }
-    let digits = if v >= 100.0 { 0 } else if v >= 10.0 { 1 } else { 2 };
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
     let s = if i == 0 { format!("{}", v as i64) } else { format!("{:.*}", digits, v) };
     let trimmed = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_owned() } else { s };
     format!("{trimmed}{}", units[i])
@@ -82,7 +88,9 @@ fn render_value(v: &Value) -> String {
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
         Value::Array(a) => format!("[{}]", a.iter().map(render_value).collect::<Vec<_>>().join(" ")),
-        Value::Object(o) => format!("map[{}]", o.iter().map(|(k, v)| format!("{k}:{}", render_value(v))).collect::<Vec<_>>().join(" ")),
+        Value::Object(o) => {
+            format!("map[{}]", o.iter().map(|(k, v)| format!("{k}:{}", render_value(v))).collect::<Vec<_>>().join(" "))
+        }
     }
 }
 

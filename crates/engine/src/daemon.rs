@@ -46,7 +46,8 @@ struct DataRootLock {
 }
 
 fn lock_data_root(root: &Path) -> Result<DataRootLock> {
-    std::fs::create_dir_all(root).map_err(|e| EngineError::Internal(format!("create data root `{}`: {e}", root.display())))?;
+    std::fs::create_dir_all(root)
+        .map_err(|e| EngineError::Internal(format!("create data root `{}`: {e}", root.display())))?;
     let path = root.join("berth.lock");
     let mut file = std::fs::OpenOptions::new()
         .create(true)
@@ -92,12 +93,13 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
     let mut servers = tokio::task::JoinSet::new();
     let mut sockets = Vec::new();
     for h in &hosts {
-        let path = h
-            .strip_prefix("unix://")
-            .ok_or_else(|| EngineError::BadRequest(format!("unsupported host `{h}`: only unix:// sockets are served")))?;
+        let path = h.strip_prefix("unix://").ok_or_else(|| {
+            EngineError::BadRequest(format!("unsupported host `{h}`: only unix:// sockets are served"))
+        })?;
         let path = PathBuf::from(path);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| EngineError::Internal(format!("create `{}`: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| EngineError::Internal(format!("create `{}`: {e}", dir.display())))?;
         }
         let _ = std::fs::remove_file(&path);
         let listener = tokio::net::UnixListener::bind(&path)
@@ -108,8 +110,10 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         let svc = axum::ServiceExt::<axum::extract::Request>::into_make_service(app.clone());
         servers.spawn(async move { axum::serve(listener, svc).await });
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(EngineError::internal)?;
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(EngineError::internal)?;
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(EngineError::internal)?;
+    let mut int =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(EngineError::internal)?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping; containers keep running"),
         _ = int.recv() => tracing::info!("SIGINT: stopping; containers keep running"),

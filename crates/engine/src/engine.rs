@@ -60,11 +60,17 @@ pub struct Engine {
 impl Engine {
     /// Opens the stores under the data root and reconnects to running containers' shims.
     pub async fn open(paths: Paths) -> Result<Arc<Self>> {
-        for d in [paths.data_root.join("containers"), paths.exec_root.join("s"), paths.exec_root.join("netns"), paths.runtime_root()] {
+        for d in [
+            paths.data_root.join("containers"),
+            paths.exec_root.join("s"),
+            paths.exec_root.join("netns"),
+            paths.runtime_root(),
+        ] {
             std::fs::create_dir_all(&d).map_err(|e| EngineError::Internal(format!("create `{}`: {e}", d.display())))?;
         }
         let root = paths.data_root.clone();
-        let images = tokio::task::spawn_blocking(move || ImageStore::open(&root)).await.map_err(EngineError::internal)??;
+        let images =
+            tokio::task::spawn_blocking(move || ImageStore::open(&root)).await.map_err(EngineError::internal)??;
         let db = image::store::open_db(&paths.data_root)?;
         db.execute_batch("CREATE TABLE IF NOT EXISTS containers (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL);")?;
         let records: Vec<(String, String)> = {
@@ -114,7 +120,7 @@ impl Engine {
                 self.monitor(c);
             }
             Ok(resp) => {
-                let exit = resp.exit.unwrap_or_else(|| crate::lifecycle::lost_exit());
+                let exit = resp.exit.unwrap_or_else(crate::lifecycle::lost_exit);
                 self.on_exit(&c, exit).await;
             }
             Err(_) => {

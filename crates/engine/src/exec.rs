@@ -64,7 +64,10 @@ impl Engine {
             return Err(EngineError::Conflict(format!("container {} is not running", c.id)));
         }
         if c.status() == crate::container::Status::Paused {
-            return Err(EngineError::Conflict(format!("Container {} is paused, unpause the container before exec", c.id)));
+            return Err(EngineError::Conflict(format!(
+                "Container {} is paused, unpause the container before exec",
+                c.id
+            )));
         }
         if cfg.cmd.is_empty() {
             return Err(EngineError::BadRequest("No exec command specified".into()));
@@ -83,7 +86,12 @@ impl Engine {
     }
 
     pub fn exec_lookup(&self, id: &str) -> Result<Arc<Exec>> {
-        self.execs.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned().ok_or_else(|| EngineError::NoSuchExec(id.to_owned()))
+        self.execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| EngineError::NoSuchExec(id.to_owned()))
     }
 
     /// Starts an exec session; returns the attach stream when `attach` is set.
@@ -141,11 +149,13 @@ impl Engine {
                 privileged: cfg.privileged || rec.host_config.privileged,
                 no_new_privileges: false,
             };
-            std::fs::create_dir_all(&exec_dir).map_err(|e| EngineError::Internal(format!("create `{}`: {e}", exec_dir.display())))?;
+            std::fs::create_dir_all(&exec_dir)
+                .map_err(|e| EngineError::Internal(format!("create `{}`: {e}", exec_dir.display())))?;
             let process_path = exec_dir.join(format!("{eid}.json"));
             let proc = p.to_oci()?;
             let data = serde_json::to_vec(&proc).map_err(EngineError::internal)?;
-            std::fs::write(&process_path, data).map_err(|e| EngineError::Internal(format!("write `{}`: {e}", process_path.display())))?;
+            std::fs::write(&process_path, data)
+                .map_err(|e| EngineError::Internal(format!("write `{}`: {e}", process_path.display())))?;
             Ok(ShimConfig {
                 container_id: rec.id.clone(),
                 kind: ShimKind::Exec { process: process_path },
@@ -169,7 +179,10 @@ impl Engine {
             }
         };
         let dir = self.paths.container_dir(&c.id).join("exec");
-        if let Err(err) = crate::shim::spawn(&shim, &dir.join(format!("{}.shim.json", e.id)), &dir.join(format!("{}.shim.log", e.id))).await {
+        if let Err(err) =
+            crate::shim::spawn(&shim, &dir.join(format!("{}.shim.json", e.id)), &dir.join(format!("{}.shim.log", e.id)))
+                .await
+        {
             self.exec_finished(e, 126);
             return Err(err);
         }
@@ -187,7 +200,9 @@ impl Engine {
         }
         // Wait is registered before start, so an instant exit is not missed.
         let (wait_conn, _) = {
-            let mut s = UnixStream::connect(&shim.socket).await.map_err(|err| EngineError::Internal(format!("connect exec shim: {err}")))?;
+            let mut s = UnixStream::connect(&shim.socket)
+                .await
+                .map_err(|err| EngineError::Internal(format!("connect exec shim: {err}")))?;
             tokio::io::AsyncWriteExt::write_all(&mut s, b"{\"op\":\"wait\"}\n").await.map_err(EngineError::internal)?;
             (s, ())
         };

@@ -9,7 +9,9 @@ use runtime::shim::proto::{ExitStatus, Request, ShimConfig, ShimKind};
 use runtime::spec::{BindMount, ProcessSpec, Resources, RunSpec};
 use serde_json::Value;
 
-use crate::container::{Container, Events, PendingAttach, Record, State, Status, ZERO_TIME, new_id, random_name, valid_name};
+use crate::container::{
+    Container, Events, PendingAttach, Record, State, Status, ZERO_TIME, new_id, random_name, valid_name,
+};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 
@@ -152,16 +154,20 @@ impl Engine {
         validate_host_config(&host)?;
         let images = self.images.clone();
         let image_name = cfg.image.clone();
-        let img = tokio::task::spawn_blocking(move || images.resolve(&image_name)).await.map_err(EngineError::internal)?;
+        let img =
+            tokio::task::spawn_blocking(move || images.resolve(&image_name)).await.map_err(EngineError::internal)?;
         let img = img.map_err(|e| match e {
             image::ImageError::NotFound(_) => image::ImageError::NotFound(
-                oci::Reference::parse_with_default_tag(&cfg.image).map(|r| r.familiar()).unwrap_or_else(|_| cfg.image.clone()),
+                oci::Reference::parse_with_default_tag(&cfg.image)
+                    .map(|r| r.familiar())
+                    .unwrap_or_else(|_| cfg.image.clone()),
             ),
             e => e,
         })?;
         let mut cfg = merge_config(cfg, img.run_config());
         cfg.host_config = None;
-        let argv: Vec<String> = cfg.entrypoint.clone().unwrap_or_default().into_iter().chain(cfg.cmd.clone().unwrap_or_default()).collect();
+        let argv: Vec<String> =
+            cfg.entrypoint.clone().unwrap_or_default().into_iter().chain(cfg.cmd.clone().unwrap_or_default()).collect();
         if argv.is_empty() {
             return Err(EngineError::BadRequest("no command specified".into()));
         }
@@ -192,7 +198,9 @@ impl Engine {
             },
         };
         let dir = self.paths.container_dir(&id);
-        tokio::fs::create_dir_all(&dir).await.map_err(|e| EngineError::Internal(format!("create `{}`: {e}", dir.display())))?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| EngineError::Internal(format!("create `{}`: {e}", dir.display())))?;
         let c = Arc::new(Container::new(rec));
         if let Err(e) = self.save(&c) {
             let _ = tokio::fs::remove_dir_all(&dir).await;
@@ -210,7 +218,11 @@ impl Engine {
             return Err(EngineError::NotModified);
         }
         if !status.can_start() {
-            return Err(EngineError::Conflict(format!("cannot start container {}: it is {}", c.short_id(), status.as_str())));
+            return Err(EngineError::Conflict(format!(
+                "cannot start container {}: it is {}",
+                c.short_id(),
+                status.as_str()
+            )));
         }
         match self.start_locked(c).await {
             Ok(()) => Ok(()),
@@ -466,7 +478,12 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn restart(self: &Arc<Self>, c: &Arc<Container>, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+    pub async fn restart(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<()> {
         match self.stop(c, timeout, signal).await {
             Ok(()) | Err(EngineError::NotModified) => {}
             Err(e) => return Err(e),
@@ -510,7 +527,9 @@ impl Engine {
                     c.id
                 )));
             }
-            self.stop_locked(c, Some(0), None).await.or_else(|e| if matches!(e, EngineError::NotModified) { Ok(()) } else { Err(e) })?;
+            self.stop_locked(c, Some(0), None)
+                .await
+                .or_else(|e| if matches!(e, EngineError::NotModified) { Ok(()) } else { Err(e) })?;
         }
         c.lock().state.status = Status::Removing;
         self.save(c)?;
@@ -575,7 +594,13 @@ impl Engine {
     }
 
     /// Registers an attach for a container that has not started yet.
-    pub fn pend_attach(&self, c: &Container, stdin: bool, stdout: bool, stderr: bool) -> tokio::sync::oneshot::Receiver<tokio::net::UnixStream> {
+    pub fn pend_attach(
+        &self,
+        c: &Container,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> tokio::sync::oneshot::Receiver<tokio::net::UnixStream> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         c.pending.lock().unwrap_or_else(|p| p.into_inner()).push(PendingAttach { stdin, stdout, stderr, tx });
         rx
@@ -583,12 +608,16 @@ impl Engine {
 
     pub fn rename(&self, c: &Container, new: &str) -> Result<()> {
         if !valid_name(new) {
-            return Err(EngineError::BadRequest(format!("Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+            return Err(EngineError::BadRequest(format!(
+                "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
         }
         let new = new.trim_start_matches('/');
         if let Some(other) = self.name_in_use(new) {
             if other == c.id {
-                return Err(EngineError::BadRequest(format!("Renaming a container with the same name as its current name")));
+                return Err(EngineError::BadRequest(
+                    "Renaming a container with the same name as its current name".into(),
+                ));
             }
             return Err(EngineError::Conflict(format!(
                 "Conflict. The container name \"/{new}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."

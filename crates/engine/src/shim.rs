@@ -13,9 +13,12 @@ use crate::error::{EngineError, Result};
 /// Spawns `berth shim CONFIG` and waits for its ready line: the pid it reports.
 pub async fn spawn(config: &ShimConfig, config_path: &Path, shim_log: &Path) -> Result<i32> {
     let data = serde_json::to_vec(config).map_err(EngineError::internal)?;
-    tokio::fs::write(config_path, data).await.map_err(|e| EngineError::Internal(format!("write `{}`: {e}", config_path.display())))?;
+    tokio::fs::write(config_path, data)
+        .await
+        .map_err(|e| EngineError::Internal(format!("write `{}`: {e}", config_path.display())))?;
     let exe = std::env::current_exe().map_err(|e| EngineError::Internal(format!("find the berth binary: {e}")))?;
-    let log = std::fs::File::create(shim_log).map_err(|e| EngineError::Internal(format!("create `{}`: {e}", shim_log.display())))?;
+    let log = std::fs::File::create(shim_log)
+        .map_err(|e| EngineError::Internal(format!("create `{}`: {e}", shim_log.display())))?;
     let mut child = tokio::process::Command::new(exe)
         .arg("shim")
         .arg(config_path)
@@ -76,7 +79,9 @@ pub async fn open(socket: &Path, req: &Request) -> std::io::Result<(UnixStream, 
 
 /// One request, one response.
 pub async fn call(socket: &Path, req: &Request) -> Result<Response> {
-    let (_, resp) = open(socket, req).await.map_err(|e| EngineError::Internal(format!("talk to shim `{}`: {e}", socket.display())))?;
+    let (_, resp) = open(socket, req)
+        .await
+        .map_err(|e| EngineError::Internal(format!("talk to shim `{}`: {e}", socket.display())))?;
     match resp.error {
         Some(e) => Err(EngineError::Internal(e)),
         None => Ok(resp),

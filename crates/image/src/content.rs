@@ -26,7 +26,11 @@ impl Ingest {
     /// Verifies (when `expected` is given), fsyncs and renames the blob into the store.
     pub fn commit(self, store: &ContentStore, expected: Option<&Digest>) -> Result<(Digest, u64), ImageError> {
         let (digest, size, w) = self.writer.finish();
-        let f = w.into_inner().map_err(|e| ImageError::Io { op: "flush", path: self.path.clone(), source: e.into_error() })?;
+        let f = w.into_inner().map_err(|e| ImageError::Io {
+            op: "flush",
+            path: self.path.clone(),
+            source: e.into_error(),
+        })?;
         f.sync_all().map_err(io_err("fsync", &self.path))?;
         if let Some(exp) = expected
             && *exp != digest

@@ -87,7 +87,9 @@ pub fn apply<R: Read>(src: R, dest: &Path) -> Result<Applied, ImageError> {
     let decompressed: Box<dyn Read> = match compression {
         Compression::None => Box::new(buffered),
         Compression::Gzip => Box::new(flate2::read::GzDecoder::new(buffered)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(io_err("zstd", dest))?),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(io_err("zstd", dest))?)
+        }
     };
     let mut hashing = HashingReader::new(decompressed);
     unpack(&mut hashing, dest)?;
@@ -132,9 +134,14 @@ fn unpack<R: Read>(src: R, dest: &Path) -> Result<(), ImageError> {
         if entry.header().entry_type().is_dir() {
             dirs.push((rel.clone(), entry.header().mtime().unwrap_or(0)));
         }
-        let ok = entry.unpack_in(dest).map_err(|e| ImageError::InvalidArchive(format!("unpack `{}`: {}", rel.display(), error_chain(&e))))?;
+        let ok = entry
+            .unpack_in(dest)
+            .map_err(|e| ImageError::InvalidArchive(format!("unpack `{}`: {}", rel.display(), error_chain(&e))))?;
         if !ok {
-            return Err(ImageError::UnsafePath { path: raw.display().to_string(), reason: "it would be written outside the layer" });
+            return Err(ImageError::UnsafePath {
+                path: raw.display().to_string(),
+                reason: "it would be written outside the layer",
+            });
         }
     }
     if seen == 0 {
@@ -174,7 +181,11 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), ImageError> {
     // SAFETY: valid NUL-terminated strings and a buffer with its length.
     let r = unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
     if r < 0 {
-        return Err(ImageError::Io { op: "set xattr on", path: path.to_owned(), source: std::io::Error::last_os_error() });
+        return Err(ImageError::Io {
+            op: "set xattr on",
+            path: path.to_owned(),
+            source: std::io::Error::last_os_error(),
+        });
     }
     Ok(())
 }
@@ -182,6 +193,18 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), ImageError> {
 fn mknod_whiteout(path: &Path) -> Result<(), ImageError> {
     nix::sys::stat::mknod(path, nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::empty(), 0)
         .map_err(|e| ImageError::Io { op: "create whiteout", path: path.to_owned(), source: e.into() })
+}
+
+/// `e` and its sources, joined: the tar crate wraps the useful part.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 #[cfg(test)]
@@ -249,16 +272,4 @@ mod tests {
         let m = std::fs::symlink_metadata(d.path().join("d/gone")).expect("whiteout");
         assert!(std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type()));
     }
-}
-
-/// `e` and its sources, joined: the tar crate wraps the useful part.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -31,7 +31,9 @@ pub enum ImageError {
     DigestMismatch { path: PathBuf, expected: String, actual: String },
     #[error("conflict: unable to delete {image} (must be forced) - image is referenced in multiple repositories")]
     MultipleReferences { image: String },
-    #[error("conflict: unable to remove repository reference \"{reference}\" (must force) - container {container} is using its referenced image {image}")]
+    #[error(
+        "conflict: unable to remove repository reference \"{reference}\" (must force) - container {container} is using its referenced image {image}"
+    )]
     InUse { reference: String, container: String, image: String },
     #[error("{0}")]
     Conflict(String),

@@ -134,7 +134,8 @@ pub fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Pat
     if data.len() >= 4096 {
         return Err(err(format!("{} layers make mount options longer than a page", lowers.len())));
     }
-    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data.as_str())).map_err(|e| err(e.to_string()))
+    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
+        .map_err(|e| err(e.to_string()))
 }
 
 /// Unmounts `target`; not mounted is not an error.

@@ -9,10 +9,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::ImageError;
 use crate::content::ContentStore;
 use crate::layer::Compression;
 use crate::snapshot::Snapshots;
-use crate::ImageError;
 
 /// One layer of an image, as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -186,7 +186,12 @@ impl ImageStore {
     }
 
     /// Stores an image made of existing layers and the given config.
-    pub fn create(&self, config: Value, layers: Vec<LayerRecord>, parent: Option<Digest>) -> Result<ImageRecord, ImageError> {
+    pub fn create(
+        &self,
+        config: Value,
+        layers: Vec<LayerRecord>,
+        parent: Option<Digest>,
+    ) -> Result<ImageRecord, ImageError> {
         let config_bytes = serde_json::to_vec(&config).map_err(|e| ImageError::InvalidArchive(e.to_string()))?;
         let id = self.content.put(&config_bytes)?;
         let manifest = json!({
@@ -198,7 +203,8 @@ impl ImageStore {
         let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| ImageError::InvalidArchive(e.to_string()))?;
         let manifest = self.content.put(&manifest_bytes)?;
         let rec = ImageRecord { id: id.clone(), manifest, config, layers, parent };
-        let text = serde_json::to_string(&rec).map_err(|e| ImageError::Corrupt { id: id.to_string(), message: e.to_string() })?;
+        let text = serde_json::to_string(&rec)
+            .map_err(|e| ImageError::Corrupt { id: id.to_string(), message: e.to_string() })?;
         self.db().execute(
             "INSERT INTO images (id, record, created) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
             params![id.to_string(), text, rec.created()],
@@ -239,7 +245,8 @@ impl ImageStore {
                 .query_row("SELECT image_id FROM tags WHERE name = ?1", [r.to_string()], |row| row.get(0))
                 .optional()?;
             if let Some(id) = id {
-                let d: Digest = id.parse().map_err(|_| ImageError::Corrupt { id: id.clone(), message: "bad id".into() })?;
+                let d: Digest =
+                    id.parse().map_err(|_| ImageError::Corrupt { id: id.clone(), message: "bad id".into() })?;
                 return self.get(&d)?.ok_or_else(not_found);
             }
         }
@@ -315,7 +322,11 @@ impl ImageStore {
             if let Some((c, running)) = &user
                 && (!force || *running)
             {
-                return Err(ImageError::InUse { reference: r.familiar(), container: c[..12].to_owned(), image: rec.id.short().to_owned() });
+                return Err(ImageError::InUse {
+                    reference: r.familiar(),
+                    container: c[..12].to_owned(),
+                    image: rec.id.short().to_owned(),
+                });
             }
             self.untag(&r)?;
             out.push(Removed::Untagged(r.familiar()));
@@ -324,7 +335,11 @@ impl ImageStore {
                 return Err(ImageError::MultipleReferences { image: rec.id.short().to_owned() });
             }
             if let Some((c, running)) = &user {
-                let how = if *running { "cannot be forced) - image is being used by running" } else { "must be forced) - image is being used by stopped" };
+                let how = if *running {
+                    "cannot be forced) - image is being used by running"
+                } else {
+                    "must be forced) - image is being used by stopped"
+                };
                 if *running || !force {
                     return Err(ImageError::Conflict(format!(
                         "conflict: unable to delete {} ({how} container {}",
@@ -373,7 +388,14 @@ impl ImageStore {
             .iter()
             .map(|l| {
                 let p = self.snapshots.fs(&l.chain_id);
-                if p.is_dir() { Ok(p) } else { Err(ImageError::Corrupt { id: rec.id.to_string(), message: format!("snapshot {} is missing", l.chain_id) }) }
+                if p.is_dir() {
+                    Ok(p)
+                } else {
+                    Err(ImageError::Corrupt {
+                        id: rec.id.to_string(),
+                        message: format!("snapshot {} is missing", l.chain_id),
+                    })
+                }
             })
             .collect()
     }
@@ -388,7 +410,14 @@ impl ImageStore {
                 let empty = h.get("empty_layer").and_then(Value::as_bool).unwrap_or(false);
                 let size = if empty { 0 } else { layers.next().map(|l| l.size).unwrap_or(0) };
                 let s = |k: &str| h.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-                HistoryEntry { id: None, created: s("created"), created_by: s("created_by"), comment: s("comment"), size, empty_layer: empty }
+                HistoryEntry {
+                    id: None,
+                    created: s("created"),
+                    created_by: s("created_by"),
+                    comment: s("comment"),
+                    size,
+                    empty_layer: empty,
+                }
             })
             .collect();
         out.reverse();
@@ -418,7 +447,8 @@ impl<R: Read, W: Write> Read for Tee<'_, R, W> {
 pub fn apply_change(run: &mut Value, change: &str) -> Result<(), ImageError> {
     let bad = |m: &str| ImageError::InvalidArchive(format!("invalid change `{change}`: {m}"));
     let change = change.trim();
-    let (instr, rest) = change.split_once(char::is_whitespace).ok_or_else(|| bad("expected an instruction and its arguments"))?;
+    let (instr, rest) =
+        change.split_once(char::is_whitespace).ok_or_else(|| bad("expected an instruction and its arguments"))?;
     let rest = rest.trim();
     let as_list = |rest: &str| -> Vec<String> {
         match serde_json::from_str::<Vec<String>>(rest) {
@@ -475,7 +505,8 @@ pub fn apply_change(run: &mut Value, change: &str) -> Result<(), ImageError> {
         }
         "VOLUME" => {
             let vols = obj.entry("Volumes").or_insert_with(|| json!({}));
-            let list: Vec<String> = serde_json::from_str(rest).unwrap_or_else(|_| rest.split_whitespace().map(str::to_owned).collect());
+            let list: Vec<String> =
+                serde_json::from_str(rest).unwrap_or_else(|_| rest.split_whitespace().map(str::to_owned).collect());
             for v in list {
                 vols[v] = json!({});
             }
@@ -522,7 +553,8 @@ mod tests {
         let dirs = s.layer_dirs(&rec).expect("layers");
         assert!(dirs[0].join("bin/hello").exists());
         // The same content imported again shares the snapshot.
-        let rec2 = s.import(&rootfs_tar()[..], &ImportOptions { source: "-".into(), ..Default::default() }).expect("import");
+        let rec2 =
+            s.import(&rootfs_tar()[..], &ImportOptions { source: "-".into(), ..Default::default() }).expect("import");
         assert_eq!(rec2.layers[0].chain_id, rec.layers[0].chain_id);
         s.tag(&rec.id, &Reference::parse("other:1").expect("ref")).expect("tag");
         let none = |_: &Digest| None;

@@ -103,7 +103,8 @@ mod tests {
         let p = d.join("ns");
         create_netns(&p).expect("create netns");
         let ino = std::fs::metadata(&p).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).expect("stat");
-        let host = std::fs::metadata("/proc/self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m)).expect("stat");
+        let host =
+            std::fs::metadata("/proc/self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m)).expect("stat");
         assert_ne!(ino, host);
         remove_netns(&p).expect("remove netns");
         assert!(!p.exists());

@@ -24,8 +24,11 @@ impl Libcontainer {
     }
 
     fn load(&self, id: &str, op: &'static str) -> Result<Container, RuntimeError> {
-        Container::load(self.root.join(id))
-            .map_err(|e| RuntimeError::Other { op, id: id.to_owned(), message: e.to_string() })
+        Container::load(self.root.join(id)).map_err(|e| RuntimeError::Other {
+            op,
+            id: id.to_owned(),
+            message: e.to_string(),
+        })
     }
 
     fn builder(&self, id: &str, stdio: Stdio) -> Result<ContainerBuilder, String> {
@@ -61,9 +64,7 @@ impl Runtime for Libcontainer {
     }
 
     fn start(&self, id: &str) -> Result<(), RuntimeError> {
-        self.load(id, "start")?
-            .start()
-            .map_err(|e| RuntimeError::Start { id: id.to_owned(), message: e.to_string() })
+        self.load(id, "start")?.start().map_err(|e| RuntimeError::Start { id: id.to_owned(), message: e.to_string() })
     }
 
     fn exec(&self, id: &str, process: &Path, stdio: Stdio) -> Result<i32, RuntimeError> {
@@ -86,15 +87,19 @@ impl Runtime for Libcontainer {
     }
 
     fn pause(&self, id: &str) -> Result<(), RuntimeError> {
-        self.load(id, "pause")?
-            .pause()
-            .map_err(|e| RuntimeError::Other { op: "pause", id: id.to_owned(), message: e.to_string() })
+        self.load(id, "pause")?.pause().map_err(|e| RuntimeError::Other {
+            op: "pause",
+            id: id.to_owned(),
+            message: e.to_string(),
+        })
     }
 
     fn resume(&self, id: &str) -> Result<(), RuntimeError> {
-        self.load(id, "resume")?
-            .resume()
-            .map_err(|e| RuntimeError::Other { op: "resume", id: id.to_owned(), message: e.to_string() })
+        self.load(id, "resume")?.resume().map_err(|e| RuntimeError::Other {
+            op: "resume",
+            id: id.to_owned(),
+            message: e.to_string(),
+        })
     }
 
     fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {

@@ -136,8 +136,11 @@ impl ProcessSpec {
 
     /// The OCI `process` object for an exec session.
     pub fn to_oci(&self) -> Result<Process, RuntimeError> {
-        serde_json::from_value(self.to_json())
-            .map_err(|e| RuntimeError::Other { op: "build process spec", id: String::new(), message: e.to_string() })
+        serde_json::from_value(self.to_json()).map_err(|e| RuntimeError::Other {
+            op: "build process spec",
+            id: String::new(),
+            message: e.to_string(),
+        })
     }
 }
 
@@ -147,17 +150,10 @@ pub fn all_capabilities() -> Vec<String> {
     let bounding = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapBnd:"))
-                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+            s.lines().find_map(|l| l.strip_prefix("CapBnd:")).and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
         })
         .unwrap_or(u64::MAX);
-    CAP_NAMES
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| bounding & (1u64 << i) != 0)
-        .map(|(_, n)| format!("CAP_{n}"))
-        .collect()
+    CAP_NAMES.iter().enumerate().filter(|(i, _)| bounding & (1u64 << i) != 0).map(|(_, n)| format!("CAP_{n}")).collect()
 }
 
 /// Capability names by number (linux/capability.h).
@@ -224,7 +220,8 @@ impl RunSpec {
             }
             mounts.push(json!({"destination": m.destination, "type": "bind", "source": m.source, "options": options}));
         }
-        let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
+        let mut namespaces =
+            vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
         if let Some(ns) = &self.netns {
             namespaces.push(json!({"type": "network", "path": ns}));
         }
@@ -290,15 +287,19 @@ impl RunSpec {
             "mounts": mounts,
             "linux": linux,
         });
-        serde_json::from_value(spec)
-            .map_err(|e| RuntimeError::Other { op: "build runtime spec", id: String::new(), message: e.to_string() })
+        serde_json::from_value(spec).map_err(|e| RuntimeError::Other {
+            op: "build runtime spec",
+            id: String::new(),
+            message: e.to_string(),
+        })
     }
 
     /// Writes `config.json` into `bundle` atomically.
     pub fn write_bundle(&self, bundle: &Path) -> Result<(), RuntimeError> {
         let spec = self.to_oci()?;
         let tmp = bundle.join("config.json.tmp");
-        spec.save(&tmp).map_err(|e| RuntimeError::Io { path: tmp.clone(), source: std::io::Error::other(e.to_string()) })?;
+        spec.save(&tmp)
+            .map_err(|e| RuntimeError::Io { path: tmp.clone(), source: std::io::Error::other(e.to_string()) })?;
         let dst = bundle.join("config.json");
         std::fs::rename(&tmp, &dst).map_err(|source| RuntimeError::Io { path: dst, source })
     }
@@ -315,7 +316,12 @@ mod tests {
             hostname: "abc".into(),
             rootfs: "/tmp/rootfs".into(),
             cgroups_path: "/berth/abc".into(),
-            resources: Resources { memory: 64 << 20, nano_cpus: 1_500_000_000, pids_limit: Some(10), ..Default::default() },
+            resources: Resources {
+                memory: 64 << 20,
+                nano_cpus: 1_500_000_000,
+                pids_limit: Some(10),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let spec = rs.to_oci().expect("valid spec");

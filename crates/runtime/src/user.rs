@@ -55,7 +55,10 @@ fn read_group(rootfs: &Path) -> Vec<GroupEntry> {
             Some(GroupEntry {
                 name: f[0].to_owned(),
                 gid: f[2].parse().ok()?,
-                members: f.get(3).map(|m| m.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect()).unwrap_or_default(),
+                members: f
+                    .get(3)
+                    .map(|m| m.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+                    .unwrap_or_default(),
             })
         })
         .collect()
@@ -106,7 +109,7 @@ pub fn resolve(rootfs: &Path, spec: &str, group_add: &[String]) -> Result<Resolv
         && let Some(e) = entry
     {
         for g in &groups {
-            if g.members.iter().any(|m| *m == e.name) && g.gid != gid && !additional.contains(&g.gid) {
+            if g.members.contains(&e.name) && g.gid != gid && !additional.contains(&g.gid) {
                 additional.push(g.gid);
             }
         }

@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
-
-use api::types::{ContainerConfig, ContainerInspect, ContainerState, ContainerSummary, CreateResponse, TopResponse, WaitResponse};
+use api::types::{
+    ContainerConfig, ContainerInspect, ContainerState, ContainerSummary, CreateResponse, TopResponse, WaitResponse,
+};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
@@ -41,7 +42,9 @@ pub fn human_duration(secs: i64) -> String {
 }
 
 fn since(t: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(t).map(|d| (chrono::Utc::now().timestamp() - d.timestamp()).max(0)).unwrap_or(0)
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| (chrono::Utc::now().timestamp() - d.timestamp()).max(0))
+        .unwrap_or(0)
 }
 
 fn status_text(c: &Container) -> String {
@@ -50,7 +53,9 @@ fn status_text(c: &Container) -> String {
         Status::Created => "Created".into(),
         Status::Running => format!("Up {}", human_duration(since(&r.state.started_at))),
         Status::Paused => format!("Up {} (Paused)", human_duration(since(&r.state.started_at))),
-        Status::Restarting => format!("Restarting ({}) {} ago", r.state.exit_code, human_duration(since(&r.state.finished_at))),
+        Status::Restarting => {
+            format!("Restarting ({}) {} ago", r.state.exit_code, human_duration(since(&r.state.finished_at)))
+        }
         Status::Removing => "Removal In Progress".into(),
         Status::Exited => format!("Exited ({}) {} ago", r.state.exit_code, human_duration(since(&r.state.finished_at))),
         Status::Dead => "Dead".into(),
@@ -81,7 +86,10 @@ fn matches(c: &Container, filters: &BTreeMap<String, Vec<String>>) -> Result<boo
             "name" => vals.iter().any(|v| r.state.name.contains(v.trim_start_matches('/'))),
             "status" => {
                 for v in vals {
-                    if !matches!(v.as_str(), "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead") {
+                    if !matches!(
+                        v.as_str(),
+                        "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead"
+                    ) {
                         return Err(EngineError::BadRequest(format!("invalid filter 'status={v}'")));
                     }
                 }
@@ -92,7 +100,9 @@ fn matches(c: &Container, filters: &BTreeMap<String, Vec<String>>) -> Result<boo
                 None => r.config.labels.contains_key(v),
             }),
             "ancestor" => vals.iter().any(|v| r.image_name == *v || r.image.contains(v.as_str())),
-            "exited" => vals.iter().any(|v| r.state.status == Status::Exited && v.parse::<i64>().ok() == Some(r.state.exit_code)),
+            "exited" => vals
+                .iter()
+                .any(|v| r.state.status == Status::Exited && v.parse::<i64>().ok() == Some(r.state.exit_code)),
             other => return Err(EngineError::BadRequest(format!("invalid filter '{other}'"))),
         };
         if !ok {
@@ -128,7 +138,11 @@ pub async fn list(State(e): State<AppState>, q: Query) -> Result<axum::Json<Vec<
             labels: r.config.labels.clone(),
             state: st.as_str().into(),
             status: status_text(&c),
-            host_config: [("NetworkMode".to_owned(), json!(if r.host_config.network_mode.is_empty() { "none" } else { r.host_config.network_mode.as_str() }))].into(),
+            host_config: [(
+                "NetworkMode".to_owned(),
+                json!(if r.host_config.network_mode.is_empty() { "none" } else { r.host_config.network_mode.as_str() }),
+            )]
+            .into(),
             network_settings: [("Networks".to_owned(), json!({}))].into(),
             mounts: Vec::new(),
         });
@@ -267,7 +281,8 @@ pub async fn attach(State(e): State<AppState>, Path(id): Path<String>, q: Query,
     if c.status().is_live() {
         let socket = e.paths.shim_socket(&c.id);
         let req_shim = runtime::shim::proto::Request::Attach { stdin, stdout, stderr };
-        let (stream, _) = crate::shim::open(&socket, &req_shim).await.map_err(|_| EngineError::NotRunning(c.id.clone()))?;
+        let (stream, _) =
+            crate::shim::open(&socket, &req_shim).await.map_err(|_| EngineError::NotRunning(c.id.clone()))?;
         return Ok(hijack(req, !tty, move |client| bridge(client, stream)));
     }
     let rx = e.pend_attach(&c, stdin, stdout, stderr);
@@ -286,7 +301,8 @@ pub async fn resize(State(e): State<AppState>, Path(id): Path<String>, q: Query)
     if !c.status().is_live() {
         return Err(EngineError::NotRunning(c.id.clone()));
     }
-    crate::shim::call(&e.paths.shim_socket(&c.id), &runtime::shim::proto::Request::Resize { height: h, width: w }).await?;
+    crate::shim::call(&e.paths.shim_socket(&c.id), &runtime::shim::proto::Request::Resize { height: h, width: w })
+        .await?;
     Ok(StatusCode::OK)
 }
 
@@ -297,7 +313,12 @@ pub async fn logs(State(e): State<AppState>, Path(id): Path<String>, q: Query) -
         stderr: qbool(&q, "stderr"),
         follow: qbool(&q, "follow"),
         timestamps: qbool(&q, "timestamps"),
-        tail: q.get("tail").filter(|t| *t != "all" && !t.is_empty()).map(|t| t.parse::<usize>()).transpose().map_err(|_| EngineError::BadRequest("invalid value for `tail`".into()))?,
+        tail: q
+            .get("tail")
+            .filter(|t| *t != "all" && !t.is_empty())
+            .map(|t| t.parse::<usize>())
+            .transpose()
+            .map_err(|_| EngineError::BadRequest("invalid value for `tail`".into()))?,
         since: q.get("since").and_then(|s| parse_since(s)).filter(|s| *s > 0.0),
         until: q.get("until").and_then(|s| parse_since(s)).filter(|s| *s > 0.0),
         raw: c.lock().config.tty,
@@ -345,7 +366,10 @@ pub async fn top(State(e): State<AppState>, Path(id): Path<String>, q: Query) ->
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     let titles: Vec<String> = lines.next().unwrap_or_default().split_whitespace().map(str::to_owned).collect();
-    let pid_col = titles.iter().position(|t| t == "PID").ok_or_else(|| EngineError::BadRequest("Couldn't find PID field in ps output".into()))?;
+    let pid_col = titles
+        .iter()
+        .position(|t| t == "PID")
+        .ok_or_else(|| EngineError::BadRequest("Couldn't find PID field in ps output".into()))?;
     let mut processes = Vec::new();
     for l in lines {
         let fields: Vec<&str> = l.split_whitespace().collect();
@@ -362,4 +386,3 @@ pub async fn top(State(e): State<AppState>, Path(id): Path<String>, q: Query) ->
     }
     Ok(axum::Json(TopResponse { titles, processes }))
 }
-

@@ -19,7 +19,9 @@ pub async fn create(State(e): State<AppState>, Path(id): Path<String>, body: Byt
 pub async fn start(State(e): State<AppState>, Path(id): Path<String>, req: Request) -> Result<Response> {
     let x = e.exec_lookup(&id)?;
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|err| crate::error::EngineError::BadRequest(err.to_string()))?;
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .map_err(|err| crate::error::EngineError::BadRequest(err.to_string()))?;
     let opts: ExecStart = parse_json(&bytes)?;
     let req = Request::from_parts(parts, axum::body::Body::empty());
     let tty = opts.tty || x.config.tty;

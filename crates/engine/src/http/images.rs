@@ -47,7 +47,9 @@ pub async fn create(State(e): State<AppState>, q: Query, req: Request) -> Result
 
 async fn import(e: AppState, q: &HashMap<String, String>, src: String, req: Request) -> Result<Response> {
     if src != "-" {
-        return Err(EngineError::Unsupported("import from a URL is not supported yet; pass the archive in the request body".into()));
+        return Err(EngineError::Unsupported(
+            "import from a URL is not supported yet; pass the archive in the request body".into(),
+        ));
     }
     let tag = match q.get("repo").filter(|r| !r.is_empty()) {
         Some(repo) => {
@@ -68,14 +70,16 @@ async fn import(e: AppState, q: &HashMap<String, String>, src: String, req: Requ
         e.images.import(sync, &opts).map_err(EngineError::from)
     })
     .await?;
-    let line = serde_json::to_string(&ProgressLine { status: Some(rec.id.to_string()), ..Default::default() }).unwrap_or_default();
+    let line = serde_json::to_string(&ProgressLine { status: Some(rec.id.to_string()), ..Default::default() })
+        .unwrap_or_default();
     Ok(([(header::CONTENT_TYPE, "application/json")], format!("{line}\r\n")).into_response())
 }
 
 pub async fn list(State(e): State<AppState>, q: Query) -> Result<axum::Json<Vec<ImageSummary>>> {
     let filters: HashMap<String, Vec<String>> = match q.get("filters").filter(|f| !f.is_empty()) {
         Some(f) => {
-            let v: Value = serde_json::from_str(f).map_err(|err| EngineError::BadRequest(format!("invalid filters: {err}")))?;
+            let v: Value =
+                serde_json::from_str(f).map_err(|err| EngineError::BadRequest(format!("invalid filters: {err}")))?;
             v.as_object()
                 .into_iter()
                 .flatten()
@@ -106,7 +110,8 @@ pub async fn list(State(e): State<AppState>, q: Query) -> Result<axum::Json<Vec<
         {
             continue;
         }
-        let labels = rec.run_config().get("Labels").and_then(|l| serde_json::from_value(l.clone()).ok()).unwrap_or_default();
+        let labels =
+            rec.run_config().get("Labels").and_then(|l| serde_json::from_value(l.clone()).ok()).unwrap_or_default();
         let containers = e.list().iter().filter(|c| c.lock().image == rec.id.to_string()).count() as i64;
         out.push(ImageSummary {
             id: rec.id.to_string(),
@@ -158,7 +163,14 @@ async fn inspect(e: AppState, name: String) -> Result<axum::Json<ImageInspect>> 
         repo_tags: familiar_tags(&e, &rec),
         repo_digests: Vec::new(),
         parent: rec.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
-        comment: c.get("history").and_then(Value::as_array).and_then(|h| h.last()).and_then(|h| h.get("comment")).and_then(Value::as_str).unwrap_or_default().to_owned(),
+        comment: c
+            .get("history")
+            .and_then(Value::as_array)
+            .and_then(|h| h.last())
+            .and_then(|h| h.get("comment"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
         created: s("created"),
         docker_version: String::new(),
         author: s("author"),
@@ -193,7 +205,10 @@ async fn history(e: AppState, name: String) -> Result<axum::Json<Vec<HistoryItem
 }
 
 async fn tag(e: AppState, name: String, q: Query) -> Result<StatusCode> {
-    let repo = q.get("repo").filter(|r| !r.is_empty()).ok_or_else(|| EngineError::BadRequest("repository name must have at least one component".into()))?;
+    let repo = q
+        .get("repo")
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| EngineError::BadRequest("repository name must have at least one component".into()))?;
     let full = match q.get("tag").filter(|t| !t.is_empty()) {
         Some(t) => format!("{repo}:{t}"),
         None => repo.clone(),
@@ -208,7 +223,11 @@ async fn tag(e: AppState, name: String, q: Query) -> Result<StatusCode> {
     Ok(StatusCode::CREATED)
 }
 
-pub async fn remove(State(e): State<AppState>, Path(name): Path<String>, q: Query) -> Result<axum::Json<Vec<DeleteItem>>> {
+pub async fn remove(
+    State(e): State<AppState>,
+    Path(name): Path<String>,
+    q: Query,
+) -> Result<axum::Json<Vec<DeleteItem>>> {
     let force = qbool(&q, "force");
     let e2 = e.clone();
     let out = blocking(move || {

@@ -55,12 +55,15 @@ pub fn router(engine: Arc<Engine>) -> Router {
 }
 
 async fn not_found(uri: Uri) -> Response {
-    (StatusCode::NOT_FOUND, axum::Json(api::types::ErrorResponse { message: format!("page not found: {}", uri.path()) }))
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(api::types::ErrorResponse { message: format!("page not found: {}", uri.path()) }),
+    )
         .into_response()
 }
 
 /// Strips a `/v1.NN` prefix, refusing versions outside what berth speaks.
-pub fn strip_version(mut req: Request) -> std::result::Result<Request, Response> {
+pub fn strip_version(mut req: Request) -> Result<Request> {
     let path = req.uri().path();
     if let Some(rest) = path.strip_prefix("/v")
         && let Some((ver, tail)) = rest.split_once('/')
@@ -69,11 +72,14 @@ pub fn strip_version(mut req: Request) -> std::result::Result<Request, Response>
     {
         if api::client::version_lt(api::API_VERSION, ver) {
             let msg = format!("client version {ver} is too new. Maximum supported API version is {}", api::API_VERSION);
-            return Err(EngineError::BadRequest(msg).into_response());
+            return Err(EngineError::BadRequest(msg));
         }
         if api::client::version_lt(ver, api::MIN_API_VERSION) {
-            let msg = format!("client version {ver} is too old. Minimum supported API version is {}, please upgrade your client to a newer version", api::MIN_API_VERSION);
-            return Err(EngineError::BadRequest(msg).into_response());
+            let msg = format!(
+                "client version {ver} is too old. Minimum supported API version is {}, please upgrade your client to a newer version",
+                api::MIN_API_VERSION
+            );
+            return Err(EngineError::BadRequest(msg));
         }
         let new = match req.uri().query() {
             Some(q) => format!("/{tail}?{q}"),
@@ -96,7 +102,10 @@ pub fn qbool(q: &HashMap<String, String>, k: &str) -> bool {
 pub fn qint(q: &HashMap<String, String>, k: &str) -> Result<Option<i64>> {
     match q.get(k).filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| EngineError::BadRequest(format!("invalid value for `{k}`: `{v}` is not an integer"))),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| EngineError::BadRequest(format!("invalid value for `{k}`: `{v}` is not an integer"))),
     }
 }
 
@@ -130,7 +139,8 @@ where
             Err(e) => tracing::debug!("upgrade failed: {e}"),
         }
     });
-    let ct = if multiplexed { "application/vnd.docker.multiplexed-stream" } else { "application/vnd.docker.raw-stream" };
+    let ct =
+        if multiplexed { "application/vnd.docker.multiplexed-stream" } else { "application/vnd.docker.raw-stream" };
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
@@ -160,6 +170,10 @@ pub async fn bridge(client: Box<dyn Upgraded>, shim: tokio::net::UnixStream) {
 
 /// A streaming body fed from a channel.
 pub fn channel_body(rx: tokio::sync::mpsc::Receiver<bytes::Bytes>) -> Body {
-    let s = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) });
+    let s =
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) },
+        );
     Body::from_stream(s)
 }

@@ -58,7 +58,11 @@ pub async fn info(State(engine): State<AppState>) -> axum::Json<Value> {
     };
     let mem_total = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap_or(0) * 1024)))
+        .and_then(|m| {
+            m.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap_or(0) * 1024)
+            })
+        })
         .unwrap_or(0);
     let name = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     let os = std::fs::read_to_string("/etc/os-release")

@@ -32,7 +32,11 @@ impl Output {
     pub fn new(tty: bool, log: Option<&Path>) -> Result<Self, String> {
         let log = match log {
             Some(p) => Some(Mutex::new(std::io::BufWriter::new(
-                File::options().create(true).append(true).open(p).map_err(|e| format!("open log `{}`: {e}", p.display()))?,
+                File::options()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| format!("open log `{}`: {e}", p.display()))?,
             ))),
             None => None,
         };

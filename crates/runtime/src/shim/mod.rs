@@ -379,7 +379,11 @@ fn resize(shared: &Shared, height: u16, width: u16) -> Response {
     let ws = libc::winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: TIOCSWINSZ reads a winsize struct that lives for the duration of the call.
     let rc = unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    if rc < 0 { Response::error(format!("resize terminal: {}", std::io::Error::last_os_error())) } else { Response::ok() }
+    if rc < 0 {
+        Response::error(format!("resize terminal: {}", std::io::Error::last_os_error()))
+    } else {
+        Response::ok()
+    }
 }
 
 fn attach(shared: &Arc<Shared>, conn: UnixStream, stdin: bool, stdout: bool, stderr: bool) {

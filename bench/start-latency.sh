@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Start latency of `run --rm busybox true`, end to end, berth beside raw crun on the same
+# rootfs and, when installed, dockerd and podman; plus idle daemon RSS and per-shim RSS.
+# Prints a markdown table of medians and ratios to raw crun. Run as root from the repo root:
+#   cargo build --release && bench/start-latency.sh [RUNS]
+set -euo pipefail
+RUNS=${1:-20}
+BERTH=${BERTH:-$PWD/target/release/berth}
+W=$(mktemp -d /tmp/berth-bench.XXXXXX)
+cleanup() {
+  set +e
+  [ -n "${BPID:-}" ] && kill -TERM "$BPID" 2>/dev/null && wait "$BPID" 2>/dev/null
+  [ -n "${DPID:-}" ] && kill -TERM "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
+  grep " $W" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  rm -rf "$W"
+}
+trap cleanup EXIT
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.4f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+timeit() { # command... -> median seconds over RUNS
+  for _ in $(seq "$RUNS"); do
+    s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N)
+    echo "$e - $s" | bc -l
+  done | median
+}
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+./scripts/busybox-rootfs.sh > "$W/busybox.tar"
+mkdir -p "$W/bundle/rootfs" && tar -C "$W/bundle/rootfs" -xf "$W/busybox.tar"
+
+# berth
+"$BERTH" daemon --data-root "$W/berth" --exec-root "$W/berth-run" -H "unix://$W/berth.sock" --config-file /dev/null 2>"$W/berth.log" &
+BPID=$!
+export DOCKER_HOST="unix://$W/berth.sock"
+for _ in $(seq 100); do "$BERTH" version >/dev/null 2>&1 && break; sleep 0.05; done
+"$BERTH" import -c 'CMD ["sh"]' "$W/busybox.tar" busybox:latest >/dev/null
+"$BERTH" run --rm busybox true
+sleep 1
+berth_idle=$(rss_kb $BPID)
+berth_t=$(timeit "$BERTH" run --rm busybox true)
+cid=$("$BERTH" run -d busybox sleep 30)
+shim=$(pgrep -f "berth shim .*${cid}" | head -1 || true)
+shim_rss=${shim:+$(rss_kb "$shim")}
+"$BERTH" rm -f "$cid" >/dev/null
+unset DOCKER_HOST
+
+# raw crun on the same rootfs
+crun_t=n/a
+if command -v crun >/dev/null; then
+  (cd "$W/bundle" && crun spec && sed -i 's/"sh"/"true"/; s/"terminal": true/"terminal": false/' config.json)
+  crun_t=$(timeit crun run -b "$W/bundle" bench-crun)
+fi
+
+# dockerd on its own roots
+docker_t=n/a; docker_idle=n/a
+if command -v dockerd >/dev/null && command -v docker >/dev/null; then
+  dockerd --data-root "$W/docker" --exec-root "$W/docker-run" -H "unix://$W/docker.sock" --pidfile "$W/docker.pid" \
+    --bridge none --iptables=false --ip-masq=false >"$W/dockerd.log" 2>&1 &
+  DPID=$!
+  export DOCKER_HOST="unix://$W/docker.sock"
+  for _ in $(seq 200); do docker version >/dev/null 2>&1 && break; sleep 0.1; done
+  if docker import -c 'CMD ["sh"]' "$W/busybox.tar" busybox:latest >/dev/null 2>&1 && docker run --rm --network none busybox true >/dev/null 2>&1; then
+    sleep 1
+    docker_idle=$(( $(rss_kb $DPID) + $(pgrep -x containerd | head -1 | xargs -r -I{} awk '/^VmRSS/ {print $2}' /proc/{}/status || echo 0) ))
+    docker_t=$(timeit docker run --rm --network none busybox true)
+  fi
+  unset DOCKER_HOST
+fi
+
+# podman
+podman_t=n/a
+if command -v podman >/dev/null; then
+  P="podman --root $W/podman --runroot $W/podman-run"
+  if $P import -c 'CMD ["sh"]' "$W/busybox.tar" busybox:latest >/dev/null 2>&1 && $P run --rm --network none busybox true >/dev/null 2>&1; then
+    podman_t=$(timeit $P run --rm --network none busybox true)
+  fi
+  $P system reset -f >/dev/null 2>&1 || true
+fi
+
+ratio() { [ "$1" = n/a ] || [ "$crun_t" = n/a ] && echo n/a || printf "%.2f" "$(echo "$1 / $crun_t" | bc -l)"; }
+echo "| engine | run --rm busybox true (median of $RUNS) | ratio to raw crun |"
+echo "|---|---|---|"
+echo "| raw crun run | ${crun_t}s | 1.00 |"
+echo "| berth | ${berth_t}s | $(ratio "$berth_t") |"
+echo "| dockerd 20.10 | ${docker_t}s | $(ratio "$docker_t") |"
+echo "| podman --network none | ${podman_t}s | $(ratio "$podman_t") |"
+echo
+echo "| memory | RSS |"
+echo "|---|---|"
+echo "| berth daemon, idle | ${berth_idle} kB |"
+echo "| berth shim, per container | ${shim_rss:-n/a} kB |"
+echo "| dockerd + containerd, idle | ${docker_idle} kB |"

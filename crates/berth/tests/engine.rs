@@ -1,0 +1,426 @@
+//! End-to-end tests of the engine core through `berth` and the real `docker` CLI. Every test
+//! runs real containers and needs root (the names say so); each starts its own daemon.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Daemon, can_run, stderr, stdout};
+
+#[test]
+fn root_run_prints_output_and_propagates_exit_codes() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    let o = d.berth(&["run", "--rm", "busybox", "echo", "hello berth"]);
+    assert_eq!(stdout(&o), "hello berth\n", "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0));
+    let o = d.berth(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(stdout(&o), "out\n");
+    assert_eq!(stderr(&o), "err\n");
+    assert_eq!(o.status.code(), Some(3));
+    // An unknown executable: docker's 127.
+    let o = d.berth(&["run", "--rm", "busybox", "/no/such/binary"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    if let Some(o) = d.docker(&["run", "--rm", "busybox", "sh", "-c", "echo via docker; exit 4"]) {
+        assert_eq!(stdout(&o), "via docker\n", "{}", stderr(&o));
+        assert_eq!(o.status.code(), Some(4));
+    }
+    // --rm removed them all.
+    assert_eq!(stdout(&d.berth(&["ps", "-aq"])), "");
+    assert!(d.mounts().is_empty(), "mounts left: {:?}", d.mounts());
+}
+
+#[test]
+fn root_stdin_is_passed_and_closed_at_eof() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    let o = d.berth_stdin(&["run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo done"], b"line1\nline2\n");
+    assert_eq!(stdout(&o), "line1\nline2\ndone\n", "{}", stderr(&o));
+    let o = d.berth_stdin(&["run", "-i", "--rm", "busybox", "wc", "-c"], &vec![b'x'; 300_000]);
+    assert_eq!(stdout(&o).trim(), "300000");
+    if let Some(o) = d.docker_stdin(&["run", "-i", "--rm", "busybox", "cat"], b"through docker\n") {
+        assert_eq!(stdout(&o), "through docker\n", "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn root_tty_under_script_propagates_exit_code() {
+    if !can_run() || std::process::Command::new("script").arg("--version").output().is_err() {
+        return;
+    }
+    let d = Daemon::start();
+    let cmd = format!("{} run -it --rm busybox sh -c 'tty; exit 5'", common::BERTH);
+    let o = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("DOCKER_HOST", d.host())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script");
+    assert!(stdout(&o).contains("/dev/pts/0"), "{}", stdout(&o));
+    assert_eq!(o.status.code(), Some(5));
+    if common::docker_cli().is_some() {
+        let o = std::process::Command::new("script")
+            .args(["-qec", "docker run -it --rm busybox sh -c 'test -t 0 && exit 6'", "/dev/null"])
+            .env("DOCKER_HOST", d.host())
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("script");
+        assert_eq!(o.status.code(), Some(6), "{}", stdout(&o));
+    }
+}
+
+#[test]
+fn root_logs_survive_exit_and_daemon_restart() {
+    if !can_run() {
+        return;
+    }
+    let mut d = Daemon::start();
+    let o = d.berth(&[
+        "run",
+        "--name",
+        "talker",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line $i; done; echo oops >&2",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = d.berth(&["logs", "talker"]);
+    assert_eq!(stdout(&o), "line 1\nline 2\nline 3\n");
+    assert_eq!(stderr(&o), "oops\n");
+    // stdout and stderr are read by two threads: only lines of one stream keep their order.
+    assert!(d.berth(&["run", "--name", "counter", "busybox", "seq", "1", "5"]).status.success());
+    let o = d.berth(&["logs", "--tail", "2", "counter"]);
+    assert_eq!(stdout(&o), "4\n5\n");
+    let o = d.berth(&["logs", "-t", "talker"]);
+    assert!(stdout(&o).lines().all(|l| l.len() > 30 && l.contains('T') && l.contains("Z line")), "{}", stdout(&o));
+    d.kill9();
+    d.spawn();
+    let o = d.berth(&["logs", "talker"]);
+    assert_eq!(stdout(&o), "line 1\nline 2\nline 3\n");
+    if let Some(o) = d.docker(&["logs", "talker"]) {
+        assert_eq!(stdout(&o), "line 1\nline 2\nline 3\n");
+        assert_eq!(stderr(&o), "oops\n");
+    }
+    // logs -f of a running container ends when it exits.
+    let o = d.berth(&["run", "-d", "--name", "ticker", "busybox", "sh", "-c", "echo a; sleep 1; echo b"]);
+    assert!(o.status.success());
+    let o = d.berth(&["logs", "-f", "ticker"]);
+    assert_eq!(stdout(&o), "a\nb\n");
+}
+
+#[test]
+fn root_exec_runs_in_the_container() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    let o = d.berth(&["run", "-d", "--name", "box", "-e", "FOO=bar", "busybox", "sleep", "60"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_owned();
+    let o = d.berth(&["exec", "box", "sh", "-c", "echo $FOO $BAZ; hostname; exit 7", "--"]);
+    assert_eq!(o.status.code(), Some(7));
+    let o = d.berth(&[
+        "exec",
+        "-e",
+        "BAZ=qux",
+        "-w",
+        "/tmp",
+        "-u",
+        "www-data",
+        "box",
+        "sh",
+        "-c",
+        "echo $FOO $BAZ; pwd; id -u",
+    ]);
+    assert_eq!(stdout(&o), "bar qux\n/tmp\n33\n", "{}", stderr(&o));
+    let o = d.berth(&["exec", "box", "hostname"]);
+    assert_eq!(stdout(&o).trim(), &id[..12]);
+    let o = d.berth_stdin(&["exec", "-i", "box", "cat"], b"piped into exec\n");
+    assert_eq!(stdout(&o), "piped into exec\n");
+    if let Some(o) = d.docker(&["exec", "box", "sh", "-c", "echo docker exec; exit 2"]) {
+        assert_eq!(stdout(&o), "docker exec\n", "{}", stderr(&o));
+        assert_eq!(o.status.code(), Some(2));
+    }
+    // The exec sees the container's processes, not the host's.
+    let o = d.berth(&["exec", "box", "ps"]);
+    assert!(stdout(&o).contains("sleep 60"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("berth"), "{}", stdout(&o));
+    let o = d.berth(&["top", "box"]);
+    assert!(stdout(&o).contains("sleep 60"), "{}", stdout(&o));
+}
+
+#[test]
+fn root_ps_filters_and_formats() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    assert!(d.berth(&["run", "-d", "--name", "up1", "-l", "team=a", "busybox", "sleep", "60"]).status.success());
+    assert!(d.berth(&["run", "--name", "down1", "-l", "team=b", "busybox", "true"]).status.success());
+    assert!(d.berth(&["create", "--name", "new1", "busybox", "true"]).status.success());
+    let names = |args: &[&str]| {
+        let mut v: Vec<String> = stdout(&d.berth(args)).lines().map(str::to_owned).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&["ps", "--format", "{{.Names}}"]), vec!["up1"]);
+    assert_eq!(names(&["ps", "-a", "--format", "{{.Names}}"]), vec!["down1", "new1", "up1"]);
+    assert_eq!(names(&["ps", "-a", "-f", "status=exited", "--format", "{{.Names}}"]), vec!["down1"]);
+    assert_eq!(names(&["ps", "-a", "-f", "status=created", "--format", "{{.Names}}"]), vec!["new1"]);
+    assert_eq!(names(&["ps", "-a", "-f", "label=team=b", "--format", "{{.Names}}"]), vec!["down1"]);
+    assert_eq!(names(&["ps", "-a", "-f", "name=up", "--format", "{{.Names}}"]), vec!["up1"]);
+    let id = d.inspect("up1")["Id"].as_str().expect("id").to_owned();
+    assert_eq!(names(&["ps", "-a", "-f", &format!("id={}", &id[..8]), "--format", "{{.Names}}"]), vec!["up1"]);
+    assert_eq!(names(&["ps", "-q"]), vec![id[..12].to_owned()]);
+    let table = stdout(&d.berth(&["ps", "-a"]));
+    assert!(table.starts_with("CONTAINER ID   IMAGE"), "{table}");
+    assert!(table.contains("Exited (0)"), "{table}");
+    if let Some(o) = d.docker(&["ps", "-a", "--filter", "status=running", "--format", "{{.Names}} {{.Status}}"]) {
+        assert!(stdout(&o).starts_with("up1 Up "), "{}", stdout(&o));
+    }
+}
+
+#[test]
+fn root_rm_force_and_conflicts() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    assert!(d.berth(&["run", "-d", "--name", "busy", "busybox", "sleep", "60"]).status.success());
+    let o = d.berth(&["rm", "busy"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("You cannot remove a running container"), "{}", stderr(&o));
+    let (status, _) = d.http("DELETE", "/containers/busy", None).expect("http");
+    assert_eq!(status, 409);
+    let t = Instant::now();
+    let o = d.berth(&["rm", "-f", "busy"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(stdout(&d.berth(&["ps", "-aq"])), "");
+    assert!(d.mounts().is_empty(), "{:?}", d.mounts());
+    let o = d.berth(&["rm", "busy"]);
+    assert!(stderr(&o).contains("No such container: busy"), "{}", stderr(&o));
+    // stop sends SIGTERM, then SIGKILL after the timeout.
+    assert!(
+        d.berth(&["run", "-d", "--name", "stubborn", "busybox", "sh", "-c", "trap '' TERM; sleep 60"]).status.success()
+    );
+    let t = Instant::now();
+    assert!(d.berth(&["stop", "-t", "1", "stubborn"]).status.success());
+    assert!(t.elapsed() >= Duration::from_millis(900));
+    assert_eq!(d.inspect("stubborn")["State"]["ExitCode"], 137);
+}
+
+#[test]
+fn root_containers_layers_are_isolated() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    let o = d.berth(&[
+        "run",
+        "--name",
+        "writer",
+        "busybox",
+        "sh",
+        "-c",
+        "echo secret > /etc/mine; rm /bin/ls; cat /etc/mine",
+    ]);
+    assert_eq!(stdout(&o), "secret\n", "{}", stderr(&o));
+    let o = d.berth(&["run", "--rm", "busybox", "sh", "-c", "test ! -e /etc/mine && test -e /bin/ls && echo clean"]);
+    assert_eq!(stdout(&o), "clean\n", "{}", stderr(&o));
+    // The writer's layer keeps its change across restarts of the same container.
+    let o = d.berth(&["start", "-a", "writer"]);
+    assert_eq!(stdout(&o), "secret\n", "{}", stderr(&o));
+    // Hostname, hosts and resolv.conf are the container's own.
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "-h",
+        "myhost",
+        "busybox",
+        "sh",
+        "-c",
+        "hostname; cat /etc/hostname; grep -c localhost /etc/hosts; test -s /etc/resolv.conf && echo resolv",
+    ]);
+    assert_eq!(stdout(&o), "myhost\nmyhost\n2\nresolv\n", "{}", stderr(&o));
+}
+
+#[test]
+fn root_daemon_kill9_keeps_containers_manageable() {
+    if !can_run() {
+        return;
+    }
+    let mut d = Daemon::start();
+    assert!(
+        d.berth(&["run", "-d", "--name", "survivor", "busybox", "sh", "-c", "echo before; sleep 60"]).status.success()
+    );
+    assert!(d.berth(&["run", "-d", "--name", "shortlived", "busybox", "sh", "-c", "sleep 1; exit 9"]).status.success());
+    let pid = d.inspect("survivor")["State"]["Pid"].as_i64().expect("pid");
+    d.kill9();
+    // The container outlives the daemon.
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    std::thread::sleep(Duration::from_millis(1500));
+    d.spawn();
+    let st = d.inspect("survivor");
+    assert_eq!(st["State"]["Status"], "running");
+    assert_eq!(st["State"]["Pid"], pid);
+    let st = d.inspect("shortlived");
+    assert_eq!(st["State"]["Status"], "exited");
+    assert_eq!(st["State"]["ExitCode"], 9);
+    let o = d.berth(&["exec", "survivor", "echo", "still here"]);
+    assert_eq!(stdout(&o), "still here\n", "{}", stderr(&o));
+    assert_eq!(stdout(&d.berth(&["logs", "survivor"])), "before\n");
+    assert!(d.berth(&["stop", "-t", "1", "survivor"]).status.success());
+    assert_eq!(d.inspect("survivor")["State"]["Status"], "exited");
+    assert!(d.berth(&["rm", "survivor", "shortlived"]).status.success());
+    assert!(d.mounts().is_empty(), "{:?}", d.mounts());
+}
+
+#[test]
+fn root_twenty_containers_in_parallel() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    let handles: Vec<_> = (0..20)
+        .map(|i| {
+            let host = d.host();
+            std::thread::spawn(move || {
+                std::process::Command::new(common::BERTH)
+                    .args(["run", "--rm", "busybox", "sh", "-c", &format!("echo n{i}")])
+                    .env("DOCKER_HOST", host)
+                    .output()
+                    .expect("run")
+            })
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        let o = h.join().expect("thread");
+        assert_eq!(stdout(&o), format!("n{i}\n"), "{}", stderr(&o));
+        assert!(o.status.success());
+    }
+    assert_eq!(stdout(&d.berth(&["ps", "-aq"])), "");
+}
+
+#[test]
+fn root_bad_input_gets_clear_errors_and_the_daemon_stays_up() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    let o = d.berth(&["run", "--rm", "nosuchimage"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("Unable to find image 'nosuchimage:latest' locally"), "{}", stderr(&o));
+    let (s, b) = d.http("POST", "/containers/create", Some(r#"{"Image":"nosuch"}"#)).expect("http");
+    assert_eq!((s, b.contains("No such image: nosuch:latest")), (404, true), "{b}");
+    let (s, b) = d.http("POST", "/containers/create", Some(r#"{"Image":"busybox","Cmd":5}"#)).expect("http");
+    assert_eq!(s, 400);
+    assert!(b.contains("Cmd"), "{b}");
+    let (s, b) = d
+        .http("POST", "/containers/create", Some(r#"{"Image": "busybox", "HostConfig": {"Memory": "lots"}}"#))
+        .expect("http");
+    assert_eq!(s, 400);
+    assert!(b.contains("HostConfig.Memory"), "{b}");
+    let (s, _) = d.http("POST", "/containers/create", Some("{not json")).expect("http");
+    assert_eq!(s, 400);
+    let o = d.berth(&["create", "--name", "bad name!", "busybox"]);
+    assert!(stderr(&o).contains("Invalid container name"), "{}", stderr(&o));
+    let o = d.berth(&["create", "-m", "1m", "busybox"]);
+    assert!(stderr(&o).contains("Minimum memory limit allowed is 6MB"), "{}", stderr(&o));
+    assert!(d.berth(&["create", "--name", "taken", "busybox"]).status.success());
+    let o = d.berth(&["create", "--name", "taken", "busybox"]);
+    assert!(stderr(&o).contains("is already in use"), "{}", stderr(&o));
+    let o = d.berth_stdin(&["import", "-", "notatar"], b"this is certainly not a tar archive, not even close\n");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not a tar archive"), "{}", stderr(&o));
+    assert!(!stdout(&d.berth(&["images"])).contains("notatar"));
+    // Nothing half-imported: no leftovers in the ingest area or the snapshots.
+    let ingest = std::fs::read_dir(d.data_root().join("content/ingest")).expect("ingest").count();
+    assert_eq!(ingest, 0);
+    let tmp = std::fs::read_dir(d.data_root().join("snapshots"))
+        .expect("snapshots")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("tmp-"))
+        .count();
+    assert_eq!(tmp, 0);
+    // Still serving.
+    assert_eq!(stdout(&d.berth(&["run", "--rm", "busybox", "echo", "alive"])), "alive\n");
+}
+
+#[test]
+fn root_api_versions_ping_and_lock() {
+    if !can_run() {
+        return;
+    }
+    let mut d = Daemon::start();
+    assert_eq!(d.http("GET", "/v1.24/_ping", None).expect("http").0, 200);
+    assert_eq!(d.http("GET", "/v1.45/version", None).expect("http").0, 200);
+    let (s, b) = d.http("GET", "/v1.99/version", None).expect("http");
+    assert_eq!(s, 400);
+    assert!(b.contains("too new"), "{b}");
+    let (s, b) = d.http("GET", "/v1.12/version", None).expect("http");
+    assert_eq!(s, 400);
+    assert!(b.contains("too old"), "{b}");
+    let mut sock = std::os::unix::net::UnixStream::connect(d.socket()).expect("connect");
+    use std::io::{Read, Write};
+    sock.write_all(b"HEAD /_ping HTTP/1.0\r\n\r\n").expect("write");
+    let mut resp = String::new();
+    sock.read_to_string(&mut resp).expect("read");
+    for h in ["Api-Version: 1.45", "Ostype: linux", "Builder-Version:"] {
+        assert!(resp.to_ascii_lowercase().contains(&h.to_ascii_lowercase()), "{resp}");
+    }
+    // A second daemon on the same data root is refused.
+    let o = std::process::Command::new(common::BERTH)
+        .args(["daemon", "--data-root"])
+        .arg(d.data_root())
+        .arg("--exec-root")
+        .arg(d.dir.path().join("run2"))
+        .arg("-H")
+        .arg(format!("unix://{}/s2.sock", d.dir.path().display()))
+        .output()
+        .expect("second daemon");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already running on data root"), "{}", stderr(&o));
+    // SIGTERM: exit 0, containers keep running.
+    assert!(d.berth(&["run", "-d", "--name", "keeps", "busybox", "sleep", "60"]).status.success());
+    let pid = d.inspect("keeps")["State"]["Pid"].as_i64().expect("pid");
+    let st = d.terminate().expect("status");
+    assert_eq!(st.code(), Some(0));
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    d.spawn();
+    assert_eq!(d.inspect("keeps")["State"]["Status"], "running");
+}
+
+#[test]
+fn root_images_tag_history_rmi() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    assert!(d.berth(&["tag", "busybox", "example.com/team/tool:v1"]).status.success());
+    let o = d.berth(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let mut lines: Vec<String> = stdout(&o).lines().map(str::to_owned).collect();
+    lines.sort();
+    assert_eq!(lines, vec!["busybox:latest", "example.com/team/tool:v1"]);
+    let o = d.berth(&["history", "busybox"]);
+    assert!(stdout(&o).contains("Imported from -"), "{}", stdout(&o));
+    let img = d.inspect("busybox");
+    assert_eq!(img["Config"]["Cmd"], serde_json::json!(["sh"]));
+    assert_eq!(img["RootFS"]["Layers"].as_array().map(Vec::len), Some(1));
+    let o = d.berth(&["rmi", "example.com/team/tool:v1"]);
+    assert_eq!(stdout(&o), "Untagged: example.com/team/tool:v1\n");
+    assert!(d.berth(&["create", "--name", "user", "busybox"]).status.success());
+    let o = d.berth(&["rmi", "busybox"]);
+    assert!(stderr(&o).contains("conflict"), "{}", stderr(&o));
+    assert!(d.berth(&["rm", "user"]).status.success());
+    if let Some(o) = d.docker(&["rmi", "busybox"]) {
+        assert!(stdout(&o).contains("Untagged: busybox:latest"), "{} {}", stdout(&o), stderr(&o));
+        assert!(stdout(&o).contains("Deleted: sha256:"));
+    }
+}
