@@ -33,6 +33,7 @@ pub const DEFAULT_HOST: &str = "unix:///run/berth/berth.sock";
 
 fn load_json(path: &Path, explicit: bool) -> Result<DaemonJson> {
     match std::fs::read(path) {
+        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(DaemonJson::default()),
         Ok(b) => serde_json::from_slice(&b)
             .map_err(|e| EngineError::BadRequest(format!("invalid daemon configuration `{}`: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(DaemonJson::default()),
@@ -128,4 +129,24 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         let _ = std::fs::remove_file(s);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daemon_json_empty_missing_and_bad() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path().join("daemon.json");
+        assert!(load_json(&p, false).is_ok(), "a missing default file is fine");
+        assert!(load_json(&p, true).is_err(), "a missing explicit file is an error");
+        std::fs::write(&p, "  \n").expect("write");
+        assert!(load_json(&p, true).is_ok(), "an empty file is an empty configuration");
+        std::fs::write(&p, r#"{"data-root": "/x", "hosts": ["unix:///y"]}"#).expect("write");
+        let j = load_json(&p, true).expect("valid");
+        assert_eq!(j.data_root, Some(PathBuf::from("/x")));
+        std::fs::write(&p, "{nope").expect("write");
+        assert!(load_json(&p, true).expect_err("invalid").to_string().contains("invalid daemon configuration"));
+    }
 }
