@@ -40,12 +40,32 @@ pub enum Route {
     Catalog,
     Token,
     Metrics,
-    Blob { name: String, digest: String },
-    UploadStart { name: String },
-    Upload { name: String, id: String },
-    Manifest { name: String, reference: String },
-    Tags { name: String },
-    Referrers { name: String, digest: String },
+    Blob {
+        name: String,
+        digest: String,
+    },
+    UploadStart {
+        name: String,
+    },
+    Upload {
+        name: String,
+        id: String,
+    },
+    Manifest {
+        name: String,
+        reference: String,
+    },
+    Tags {
+        name: String,
+    },
+    Referrers {
+        name: String,
+        digest: String,
+    },
+    /// `/v2/<name>/` (berth extension: DELETE removes the repository).
+    Repository {
+        name: String,
+    },
 }
 
 impl Route {
@@ -77,7 +97,7 @@ impl Route {
         if let Some((name, digest)) = rest.rsplit_once("/referrers/") {
             return Some(Route::Referrers { name: own(name), digest: own(digest) });
         }
-        None
+        rest.strip_suffix('/').map(|name| Route::Repository { name: own(name) })
     }
 
     fn name(&self) -> Option<&str> {
@@ -87,7 +107,8 @@ impl Route {
             | Route::Upload { name, .. }
             | Route::Manifest { name, .. }
             | Route::Tags { name }
-            | Route::Referrers { name, .. } => Some(name),
+            | Route::Referrers { name, .. }
+            | Route::Repository { name } => Some(name),
             _ => None,
         }
     }
@@ -104,6 +125,7 @@ impl Route {
             Route::Manifest { .. } => "manifest",
             Route::Tags { .. } => "tags",
             Route::Referrers { .. } => "referrers",
+            Route::Repository { .. } => "repository",
         }
     }
 
@@ -198,6 +220,7 @@ async fn dispatch(state: &Arc<AppState>, route: Route, req: Request) -> Result<R
         (M::DELETE, R::Manifest { name, reference }) => cx.manifest_delete(&name, &reference).await,
         (M::GET, R::Tags { name }) => cx.tags(&name).await,
         (M::GET, R::Referrers { name, digest }) => cx.referrers(&name, &digest).await,
+        (M::DELETE, R::Repository { name }) => cx.repository_delete(&name).await,
         (m, r) => Err(RegistryError::Unsupported { what: format!("{m} on {}", r.label()) }),
     }
 }
@@ -385,8 +408,15 @@ impl Cx<'_> {
             let digest = parse_digest(d)?;
             let up = self.registry().upload_start(name).await?;
             let headers = req.headers().clone();
-            let size =
-                self.registry().upload_finish(name, &up.id, &digest, body_stream(req, &self.state.metrics)).await?;
+            let body = body_stream(req, &self.state.metrics);
+            let size = match self.registry().upload_finish(name, &up.id, &digest, body).await {
+                Ok(size) => size,
+                Err(e) => {
+                    // A monolithic upload has no session for the client to resume.
+                    let _ = self.registry().upload_cancel(name, &up.id).await;
+                    return Err(e);
+                }
+            };
             self.notify(Action::Push, &headers, |e| e.target(name, &digest, "application/octet-stream", size, None));
             return Ok(created_blob(name, &digest));
         }
@@ -501,6 +531,12 @@ impl Cx<'_> {
         let reference = ManifestRef::parse(reference)?;
         self.registry().manifest_delete(name, &reference).await?;
         self.notify(Action::Delete, &HeaderMap::new(), |e| e.delete_target(name, &reference.to_string()));
+        Ok(StatusCode::ACCEPTED.into_response())
+    }
+
+    async fn repository_delete(&self, name: &str) -> Result<Response> {
+        self.registry().repository_delete(name).await?;
+        self.notify(Action::Delete, &HeaderMap::new(), |e| e.delete_target(name, ""));
         Ok(StatusCode::ACCEPTED.into_response())
     }
 

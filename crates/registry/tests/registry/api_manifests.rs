@@ -230,3 +230,17 @@ async fn referrers_and_subject() {
     assert_eq!(r.code(), "DIGEST_INVALID");
     ts.stop().await;
 }
+
+#[tokio::test]
+async fn delete_repository() {
+    let ts = TestServer::start().await;
+    let c = &ts.client;
+    c.push_image("gone/app", "v1", b"l").await;
+    c.push_image("kept", "v1", b"l").await;
+    assert_eq!(c.delete("/v2/gone/app/").await.status, 202);
+    assert_eq!(c.get("/v2/gone/app/tags/list").await.code(), "NAME_UNKNOWN");
+    assert_eq!(c.get("/v2/_catalog").await.json()["repositories"], json!(["kept"]));
+    let r = c.delete("/v2/gone/app/").await;
+    assert_eq!((r.status, r.code().as_str()), (404, "NAME_UNKNOWN"));
+    ts.stop().await;
+}

@@ -138,3 +138,44 @@ async fn shutdown_finishes_uploads_in_flight() {
     // No longer accepting.
     assert!(tokio::net::TcpStream::connect(client.addr).await.is_err());
 }
+
+#[tokio::test]
+async fn tls_with_rustls() {
+    let have = |c: &str| std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success());
+    if !have("curl") || !std::process::Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success())
+    {
+        eprintln!("skipping tls_with_rustls: needs openssl and curl");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ts = TestServer::start_with(|c| {
+        c.tls = Some(berth_registry::config::TlsConfig { cert: cert.clone(), key: key.clone() });
+    })
+    .await;
+    let url = format!("https://{}/v2/", ts.client.addr);
+    let cert2 = cert.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(["-sS", "-D", "-", "-o", "/dev/null", "--cacert"])
+            .arg(&cert2)
+            .arg(&url)
+            .output()
+            .expect("curl")
+    })
+    .await
+    .expect("join");
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("docker-distribution-api-version: registry/2.0"), "{text}");
+    ts.stop().await;
+}
