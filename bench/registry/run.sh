@@ -36,6 +36,7 @@ cat > "$WORK/distribution.yml" <<YML
 version: 0.1
 log: { level: error, accesslog: { disabled: true } }
 storage:
+  cache: { blobdescriptor: inmemory }
   filesystem: { rootdirectory: $WORK/distribution }
   delete: { enabled: true }
 http: { addr: 127.0.0.1:$P2 }

@@ -1,20 +1,21 @@
 //! The filesystem backend: one file per key under a root directory. Writes go to `<root>/_tmp/<random>`,
 //! are fsynced, then renamed into place, so a crash leaves either the old object or the new one.
 
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Seek, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::{ByteStream, ObjectMeta, ObjectWriter, Storage, StorageError, check_key};
 
 const TMP_DIR: &str = "_tmp";
-const WRITE_BUFFER: usize = 1 << 20;
-const READ_CHUNK: usize = 256 << 10;
+/// Bytes gathered before one blocking write.
+const WRITE_BATCH: usize = 512 << 10;
+/// Bytes per blocking read when streaming a blob.
+const READ_CHUNK: usize = 1 << 20;
 
 /// Stores objects as files under `root`.
 #[derive(Debug, Clone)]
@@ -74,6 +75,23 @@ fn rename_into_place(tmp: &Path, dest: &Path, key: &str) -> Result<(), StorageEr
     std::fs::rename(tmp, dest).map_err(|e| io_err("rename into", key, e))
 }
 
+type ChunkRead = tokio::task::JoinHandle<std::io::Result<(std::fs::File, Bytes, u64)>>;
+
+/// Reads up to READ_CHUNK of the `remaining` bytes on the blocking pool; returns the file, the bytes
+/// and what remains after them.
+fn read_chunk(file: std::fs::File, remaining: u64) -> ChunkRead {
+    tokio::task::spawn_blocking(move || {
+        let want = remaining.min(READ_CHUNK as u64);
+        let mut buf = Vec::with_capacity(want as usize);
+        let mut limited = file.take(want);
+        limited.read_to_end(&mut buf)?;
+        if (buf.len() as u64) < want {
+            return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "blob shorter than its size"));
+        }
+        Ok((limited.into_inner(), Bytes::from(buf), remaining - want))
+    })
+}
+
 fn walk(dir: &Path, rel: &str, out: &mut Vec<ObjectMeta>) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -125,12 +143,23 @@ impl Storage for FsStorage {
 
     async fn read(&self, key: &str, range: Range<u64>) -> Result<ByteStream, StorageError> {
         let path = self.path(key)?;
-        let mut file = tokio::fs::File::open(&path).await.map_err(|e| io_err("open", key, e))?;
-        if range.start > 0 {
-            file.seek(std::io::SeekFrom::Start(range.start)).await.map_err(|e| io_err("seek", key, e))?;
-        }
-        let reader = tokio::io::AsyncReadExt::take(file, range.end.saturating_sub(range.start));
-        Ok(tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK).boxed())
+        let k = key.to_owned();
+        let file = blocking(move || {
+            let mut f = std::fs::File::open(&path).map_err(|e| io_err("open", &k, e))?;
+            f.seek(std::io::SeekFrom::Start(range.start)).map_err(|e| io_err("seek", &k, e))?;
+            Ok(f)
+        })
+        .await?;
+        // One blocking read per READ_CHUNK, and the next chunk is read while this one is sent.
+        let remaining = range.end.saturating_sub(range.start);
+        let first = (remaining > 0).then(|| read_chunk(file, remaining));
+        let stream = futures_util::stream::try_unfold(first, |next| async move {
+            let Some(task) = next else { return Ok(None) };
+            let (file, buf, remaining) = task.await.map_err(std::io::Error::other)??;
+            let next = (remaining > 0).then(|| read_chunk(file, remaining));
+            Ok(Some((buf, next)))
+        });
+        Ok(stream.boxed())
     }
 
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
@@ -157,12 +186,16 @@ impl Storage for FsStorage {
     async fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>, StorageError> {
         let dest = self.path(key)?;
         let tmp = self.tmp_path();
-        let file = tokio::fs::File::create(&tmp).await.map_err(|e| io_err("create temporary file for", key, e))?;
+        let (t, k) = (tmp.clone(), key.to_owned());
+        let file =
+            blocking(move || std::fs::File::create(&t).map_err(|e| io_err("create temporary file for", &k, e))).await?;
         Ok(Box::new(FsWriter {
             key: key.to_owned(),
             dest,
             tmp,
-            file: tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file),
+            file: Some(file),
+            pending: Vec::new(),
+            pending_len: 0,
             done: false,
         }))
     }
@@ -217,7 +250,11 @@ struct FsWriter {
     key: String,
     dest: PathBuf,
     tmp: PathBuf,
-    file: tokio::io::BufWriter<tokio::fs::File>,
+    /// `None` only while a blocking write has it.
+    file: Option<std::fs::File>,
+    /// Chunks received but not yet written (kept as received: no copying).
+    pending: Vec<Bytes>,
+    pending_len: usize,
     /// Set once committed or aborted; a writer dropped before that (a request cancelled mid-body)
     /// removes its temporary file.
     done: bool,
@@ -231,28 +268,58 @@ impl Drop for FsWriter {
     }
 }
 
+impl FsWriter {
+    /// Writes the pending chunks in one blocking call.
+    async fn flush_pending(&mut self) -> Result<(), StorageError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let chunks = std::mem::take(&mut self.pending);
+        self.pending_len = 0;
+        let mut file = self.file.take().ok_or_else(|| StorageError::Io {
+            op: "write",
+            key: self.key.clone(),
+            source: std::io::Error::other("an earlier write failed"),
+        })?;
+        let key = self.key.clone();
+        let file = blocking(move || {
+            for c in &chunks {
+                file.write_all(c).map_err(|e| io_err("write", &key, e))?;
+            }
+            Ok(file)
+        })
+        .await?;
+        self.file = Some(file);
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl ObjectWriter for FsWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
-        self.file.write_all(&chunk).await.map_err(|e| io_err("write", &self.key, e))
+        self.pending_len += chunk.len();
+        self.pending.push(chunk);
+        if self.pending_len >= WRITE_BATCH { self.flush_pending().await } else { Ok(()) }
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
-        let result = async {
-            self.file.flush().await.map_err(|e| io_err("flush", &self.key, e))?;
-            self.file.get_mut().sync_all().await.map_err(|e| io_err("fsync", &self.key, e))?;
-            let (tmp, dest, key) = (self.tmp.clone(), self.dest.clone(), self.key.clone());
-            blocking(move || rename_into_place(&tmp, &dest, &key)).await
-        }
-        .await;
-        if result.is_ok() {
-            self.done = true;
-        }
-        result
+        self.flush_pending().await?;
+        let file = self.file.take();
+        let (tmp, dest, key) = (self.tmp.clone(), self.dest.clone(), self.key.clone());
+        blocking(move || {
+            if let Some(f) = file {
+                f.sync_all().map_err(|e| io_err("fsync", &key, e))?;
+            }
+            rename_into_place(&tmp, &dest, &key)
+        })
+        .await?;
+        self.done = true;
+        Ok(())
     }
 
     async fn abort(mut self: Box<Self>) -> Result<(), StorageError> {
         self.done = true;
+        self.file = None;
         match tokio::fs::remove_file(&self.tmp).await {
             Err(e) if e.kind() != ErrorKind::NotFound => Err(io_err("remove temporary file for", &self.key, e)),
             _ => Ok(()),
