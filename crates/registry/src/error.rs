@@ -170,3 +170,38 @@ impl IntoResponse for RegistryError {
         resp
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_mapping_to_status_and_code() {
+        let d = Digest::sha256_of(b"");
+        let cases: Vec<(RegistryError, u16, &str)> = vec![
+            (RegistryError::BlobUnknown { name: "a".into(), digest: d.clone() }, 404, "BLOB_UNKNOWN"),
+            (RegistryError::UploadUnknown { id: "u".into() }, 404, "BLOB_UPLOAD_UNKNOWN"),
+            (RegistryError::UploadRange { id: "u".into(), expected: 1, got: 2 }, 416, "BLOB_UPLOAD_INVALID"),
+            (RegistryError::DigestInvalid { value: "x".into() }, 400, "DIGEST_INVALID"),
+            (
+                RegistryError::ManifestTooLarge { name: "a".into(), reference: "t".into(), size: 9, limit: 1 },
+                413,
+                "SIZE_INVALID",
+            ),
+            (RegistryError::NameInvalid { name: "A".into() }, 400, "NAME_INVALID"),
+            (RegistryError::NameUnknown { name: "a".into() }, 404, "NAME_UNKNOWN"),
+            (RegistryError::Unauthorized { what: "x".into(), challenge: "Basic".into() }, 401, "UNAUTHORIZED"),
+            (RegistryError::Denied { what: "x".into(), user: "u".into() }, 403, "DENIED"),
+            (RegistryError::Unsupported { what: "x".into() }, 405, "UNSUPPORTED"),
+            (RegistryError::TooManyRequests { what: "x".into() }, 429, "TOOMANYREQUESTS"),
+            (RegistryError::Storage(StorageError::InvalidKey { key: "k".into() }), 500, "UNKNOWN"),
+        ];
+        for (e, status, code) in cases {
+            assert_eq!((e.classify().0.as_u16(), e.code().as_str()), (status, code), "{e}");
+        }
+        let e = RegistryError::Unauthorized { what: "x".into(), challenge: "Basic realm=\"r\"".into() };
+        let r = e.into_response();
+        assert_eq!(r.headers().get("www-authenticate").and_then(|v| v.to_str().ok()), Some("Basic realm=\"r\""));
+        assert_eq!(RegistryError::NameUnknown { name: "a".into() }.kind(), oci::ErrorKind::NotFound);
+    }
+}

@@ -216,3 +216,46 @@ async fn names_are_validated() {
     assert_eq!((r.status, r.code().as_str()), (405, "UNSUPPORTED"));
     ts.stop().await;
 }
+
+#[tokio::test]
+async fn too_many_upload_sessions() {
+    let ts = TestServer::start_with(|c| c.max_uploads = Some(1)).await;
+    let c = &ts.client;
+    let r = c.req("POST", "/v2/x/blobs/uploads/", &[], Bytes::new()).await;
+    assert_eq!(r.status, 202);
+    let r = c.req("POST", "/v2/x/blobs/uploads/", &[], Bytes::new()).await;
+    assert_eq!((r.status, r.code().as_str()), (429, "TOOMANYREQUESTS"));
+    ts.stop().await;
+}
+
+#[tokio::test]
+async fn upload_resumes_after_restart() {
+    let ts = TestServer::start().await;
+    let root = ts.root();
+    let data = bytes_of(20_000, 6);
+    let d = Digest::sha256_of(&data);
+    let r = ts.client.req("POST", "/v2/x/blobs/uploads/", &[], Bytes::new()).await;
+    let loc = r.header("location").expect("location");
+    let r = ts.client.req("PATCH", &loc, &[("content-range", "0-9999")], data[..10_000].to_vec()).await;
+    assert_eq!(r.status, 202);
+    // Stop the server, keep the store, start another on it.
+    let dir = ts.dir;
+    if let Some(s) = ts.server {
+        s.shutdown().await.expect("shutdown");
+    }
+    let config =
+        berth_registry::Config { addr: Some("127.0.0.1:0".into()), root: Some(root.clone()), ..Default::default() };
+    let server = berth_registry::start(config).await.expect("restart");
+    let c = crate::common::Client { addr: server.addr, auth: None };
+    let r = c.get(&loc).await;
+    assert_eq!((r.status, r.header("range")), (204, Some("0-9999".into())));
+    let r = c.req("PATCH", &loc, &[("content-range", "10000-19999")], data[10_000..].to_vec()).await;
+    assert_eq!(r.status, 202);
+    let wrong = Digest::sha256_of(b"wrong");
+    let r = c.req("PUT", &format!("{loc}?digest={d}"), &[], Bytes::new()).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(c.get(&format!("/v2/x/blobs/{d}")).await.body, data);
+    assert_eq!(c.head(&format!("/v2/x/blobs/{wrong}")).await.status, 404);
+    server.shutdown().await.expect("shutdown");
+    drop(dir);
+}

@@ -117,6 +117,17 @@ async fn bearer_token_flow() {
     let r = bob.req("POST", &format!("/v2/alice/app/blobs/uploads/?digest={d}"), &[], b"evil".to_vec()).await;
     assert_eq!(r.status, 401);
     assert!(!files_under(&ts.root()).iter().any(|f| f.contains(d.hex())), "nothing written");
+    // Anonymous tokens cover what the rules give "anonymous", and nothing else.
+    let t = token(&anon, None, "repository:public/img:pull").await;
+    let a = Client { auth: Some(format!("Bearer {t}")), ..anon.clone() };
+    assert_eq!(a.get("/v2/public/img/tags/list").await.code(), "NAME_UNKNOWN");
+    let t = token(&anon, None, "repository:alice/app:pull").await;
+    let a = Client { auth: Some(format!("Bearer {t}")), ..anon.clone() };
+    assert_eq!(a.get("/v2/alice/app/tags/list").await.status, 401);
+    // Tokens for another service are not issued.
+    let alice_basic = Client { auth: Some(basic("alice", "alice-pw")), ..anon.clone() };
+    let r = alice_basic.get("/token?service=elsewhere&scope=repository:alice/app:pull").await;
+    assert_eq!((r.status, r.code().as_str()), (403, "DENIED"));
     // A forged token is refused.
     let forged = Client { auth: Some(format!("Bearer {}x", &t[..t.len() - 1])), ..anon.clone() };
     assert_eq!(forged.get("/v2/alice/app/tags/list").await.status, 401);
