@@ -95,13 +95,16 @@ pub enum RegistryCommand {
     Gc(GcArgs),
 }
 
-/// Runs a registry command (blocking; starts its own runtime for `serve`).
+/// Runs a registry command. Blocking: it starts its own runtime, so call it outside any runtime
+/// (from async code use [`serve`] and [`gc_async`]).
 pub fn main(cmd: RegistryCommand) -> anyhow::Result<()> {
     match cmd {
         RegistryCommand::Serve(args) => {
             tokio::runtime::Runtime::new().context("starting runtime")?.block_on(serve(args))
         }
-        RegistryCommand::Gc(args) => gc(args),
+        RegistryCommand::Gc(args) => {
+            tokio::runtime::Runtime::new().context("starting runtime")?.block_on(gc_async(args)).map(|_| ())
+        }
     }
 }
 
@@ -220,8 +223,14 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     Ok(Server { addr, state, stop: Some(stop), task })
 }
 
-/// Runs a garbage collection and prints what it did.
+/// Runs a garbage collection and prints what it did. Starts its own runtime: call [`gc_async`] from
+/// inside one.
 pub fn gc(args: GcArgs) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new().context("starting runtime")?.block_on(gc_async(args)).map(|_| ())
+}
+
+/// [`gc`] for callers already in a tokio runtime; returns the report after printing it.
+pub async fn gc_async(args: GcArgs) -> anyhow::Result<gc::GcReport> {
     let mut config = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
@@ -230,8 +239,7 @@ pub fn gc(args: GcArgs) -> anyhow::Result<()> {
         config.root = Some(r.clone());
     }
     let storage = config.storage()?;
-    let rt = tokio::runtime::Runtime::new().context("starting runtime")?;
-    let report = rt.block_on(gc::collect(storage.as_ref(), args.dry_run, Duration::from_secs(args.grace)))?;
+    let report = gc::collect(storage.as_ref(), args.dry_run, Duration::from_secs(args.grace)).await?;
     let verb = if args.dry_run { "would remove" } else { "removed" };
     for d in &report.blobs_deleted {
         println!("{verb} blob {d}");
@@ -245,5 +253,5 @@ pub fn gc(args: GcArgs) -> anyhow::Result<()> {
         report.bytes_freed,
         report.uploads_removed
     );
-    Ok(())
+    Ok(report)
 }
