@@ -41,7 +41,24 @@ impl Default for Options {
 pub struct Registry {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) options: Options,
-    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadState>>>>,
+    uploads: Mutex<HashMap<String, Session>>,
+}
+
+/// How long an upload session may sit untouched before it is dropped from memory (its parts stay in
+/// storage, and it is reloaded if the client comes back; `gc` removes it after its grace period).
+const SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+type Shared = Arc<tokio::sync::Mutex<UploadState>>;
+
+struct Session {
+    state: Shared,
+    touched: std::time::Instant,
+}
+
+impl Session {
+    fn new(state: UploadState) -> Self {
+        Session { state: Arc::new(tokio::sync::Mutex::new(state)), touched: std::time::Instant::now() }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -132,7 +149,12 @@ impl Registry {
 
     /// Opens an upload session for repository `name`.
     pub async fn upload_start(&self, name: &str) -> Result<UploadStatus> {
-        let open = self.uploads.lock().map(|m| m.len()).unwrap_or(0);
+        let open = {
+            let mut sessions = self.sessions();
+            // Forget sessions abandoned by their clients, so they do not count against the limit.
+            sessions.retain(|_, s| s.touched.elapsed() < SESSION_IDLE || Arc::strong_count(&s.state) > 1);
+            sessions.len()
+        };
         if open >= self.options.max_uploads {
             return Err(RegistryError::TooManyRequests { what: format!("{open} upload sessions open") });
         }
@@ -148,22 +170,25 @@ impl Registry {
             hasher: Some(Sha256::new()),
             closed: false,
         };
-        self.sessions().insert(id.clone(), Arc::new(tokio::sync::Mutex::new(state)));
+        self.sessions().insert(id.clone(), Session::new(state));
         Ok(UploadStatus { id, size: 0 })
     }
 
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<UploadState>>>> {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
         // A poisoned map only means a panic elsewhere mid-insert; the map itself is still consistent.
         self.uploads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The session `id` of repository `name`, from memory or reloaded from storage.
-    async fn session(&self, name: &str, id: &str) -> Result<Arc<tokio::sync::Mutex<UploadState>>> {
+    async fn session(&self, name: &str, id: &str) -> Result<Shared> {
         let unknown = || RegistryError::UploadUnknown { id: id.to_owned() };
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return Err(unknown());
         }
-        let existing = self.sessions().get(id).cloned();
+        let existing = self.sessions().get_mut(id).map(|s| {
+            s.touched = std::time::Instant::now();
+            s.state.clone()
+        });
         let state = match existing {
             Some(s) => s,
             None => {
@@ -178,7 +203,7 @@ impl Registry {
                 parts.sort();
                 let size = parts.iter().map(|p| p.1).sum();
                 let state = UploadState { repository: info.repository, size, parts, hasher: None, closed: false };
-                self.sessions().entry(id.to_owned()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(state))).clone()
+                self.sessions().entry(id.to_owned()).or_insert_with(|| Session::new(state)).state.clone()
             }
         };
         if state.lock().await.repository != name {
