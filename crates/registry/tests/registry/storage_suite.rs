@@ -156,13 +156,14 @@ async fn registry_round_trip_on_s3() {
     let (manifest, d) = c.push_image("s3/app", "v1", &bytes_of(6 << 20, 3)).await;
     let r = c.get("/v2/s3/app/manifests/v1").await;
     assert_eq!(r.body, manifest);
-    // Chunked upload: several parts concatenated into a blob.
-    let data = bytes_of(100_000, 4);
+    // Chunked upload: parts concatenated into a blob large enough for a multipart upload.
+    let data = bytes_of(12 << 20, 4);
     let bd = oci::Digest::sha256_of(&data);
     let r = c.req("POST", "/v2/s3/app/blobs/uploads/", &[], Bytes::new()).await;
     let loc = r.header("location").expect("location");
-    c.req("PATCH", &loc, &[("content-range", "0-49999")], data[..50_000].to_vec()).await;
-    let r = c.req("PUT", &format!("{loc}?digest={bd}"), &[], data[50_000..].to_vec()).await;
+    let r = c.req("PATCH", &loc, &[("content-range", "0-5999999")], data[..6_000_000].to_vec()).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let r = c.req("PUT", &format!("{loc}?digest={bd}"), &[], data[6_000_000..].to_vec()).await;
     assert_eq!(r.status, 201, "{r:?}");
     assert_eq!(c.get(&format!("/v2/s3/app/blobs/{bd}")).await.body, data);
     assert_eq!(c.get("/v2/_catalog").await.json()["repositories"], serde_json::json!(["s3/app"]));
