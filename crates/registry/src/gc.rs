@@ -113,7 +113,11 @@ pub async fn collect(storage: &dyn Storage, dry_run: bool, grace: Duration) -> R
             }
             storage.delete(&trash_key(&d)).await?;
             for link in links.get(&d).map(|l| l.1.as_slice()).unwrap_or_default() {
-                storage.delete(link).await?;
+                // A link written since the re-listing belongs to a push that found the blob gone and
+                // is putting it back: leave it.
+                if storage.stat(link).await?.is_some_and(|m| m.modified <= cutoff) {
+                    storage.delete(link).await?;
+                }
             }
             report.bytes_freed += meta.size;
             report.blobs_deleted.push(d);
