@@ -84,6 +84,9 @@ pub struct GcArgs {
     /// Keep unreferenced blobs written or linked in the last SECONDS (protects pushes in flight)
     #[arg(long, default_value_t = 3600)]
     pub grace: u64,
+    /// Also remove manifests that no tag reaches (directly, through an index, or as a referrer)
+    #[arg(long)]
+    pub delete_untagged: bool,
 }
 
 /// `berth registry <command>`.
@@ -239,8 +242,16 @@ pub async fn gc_async(args: GcArgs) -> anyhow::Result<gc::GcReport> {
         config.root = Some(r.clone());
     }
     let storage = config.storage()?;
-    let report = gc::collect(storage.as_ref(), args.dry_run, Duration::from_secs(args.grace)).await?;
+    let options = gc::GcOptions {
+        dry_run: args.dry_run,
+        grace: Duration::from_secs(args.grace),
+        delete_untagged: args.delete_untagged,
+    };
+    let report = gc::collect_with(storage.as_ref(), &options).await?;
     let verb = if args.dry_run { "would remove" } else { "removed" };
+    for (name, d) in &report.manifests_deleted {
+        println!("{verb} untagged manifest {name}@{d}");
+    }
     for d in &report.blobs_deleted {
         println!("{verb} blob {d}");
     }

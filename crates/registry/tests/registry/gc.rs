@@ -86,6 +86,56 @@ async fn gc_removes_stale_uploads() {
 #[test]
 fn gc_command_runs_on_a_root() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let args = berth_registry::GcArgs { root: Some(dir.path().to_owned()), dry_run: true, grace: 0, config: None };
+    let args = berth_registry::GcArgs {
+        root: Some(dir.path().to_owned()),
+        dry_run: true,
+        grace: 0,
+        config: None,
+        delete_untagged: true,
+    };
     berth_registry::gc(args).expect("gc");
+}
+
+#[tokio::test]
+async fn gc_delete_untagged_keeps_what_tags_reach() {
+    use crate::common::{OCI_INDEX, OCI_MANIFEST, index, manifest};
+    use berth_registry::gc::{GcOptions, collect_with};
+    let ts = TestServer::start().await;
+    let c = &ts.client;
+    // A tagged index over one manifest, which has a referrer; and an untagged manifest.
+    let (child, child_d) = c.push_image("u", "tmp", b"child layer").await;
+    assert_eq!(c.delete("/v2/u/manifests/tmp").await.status, 202);
+    let idx = index(OCI_INDEX, &[(OCI_MANIFEST, &child_d, child.len(), "amd64")]);
+    assert_eq!(c.put_manifest("u", "multi", OCI_INDEX, &idx).await.status, 201);
+    let cfg = c.push_blob("u", b"{}").await;
+    let sig = c.push_blob("u", b"sig").await;
+    let referrer = manifest(OCI_MANIFEST, &cfg, 2, &[(&sig, 3)], Some((&child_d, child.len())));
+    let referrer_d = oci::Digest::sha256_of(&referrer);
+    assert_eq!(c.put_manifest("u", &referrer_d.to_string(), OCI_MANIFEST, &referrer).await.status, 201);
+    let (_, lone_d) = c.push_image("u", "lone", b"lone layer").await;
+    assert_eq!(c.delete("/v2/u/manifests/lone").await.status, 202);
+    let store = FsStorage::new(ts.root()).expect("store");
+
+    let recent =
+        collect_with(&store, &GcOptions { delete_untagged: true, grace: Duration::from_secs(3600), dry_run: false })
+            .await
+            .expect("gc");
+    assert!(recent.manifests_deleted.is_empty(), "recent manifests are kept: {recent:?}");
+    let dry = collect_with(&store, &GcOptions { delete_untagged: true, grace: Duration::ZERO, dry_run: true })
+        .await
+        .expect("gc");
+    assert_eq!(dry.manifests_deleted, vec![("u".to_owned(), lone_d.clone())]);
+    assert!(dry.blobs_deleted.contains(&lone_d), "{dry:?}");
+    assert_eq!(c.get(&format!("/v2/u/manifests/{lone_d}")).await.status, 200);
+    let report = collect_with(&store, &GcOptions { delete_untagged: true, grace: Duration::ZERO, dry_run: false })
+        .await
+        .expect("gc");
+    assert_eq!(report.manifests_deleted, vec![("u".to_owned(), lone_d.clone())]);
+    assert_eq!(c.get(&format!("/v2/u/manifests/{lone_d}")).await.status, 404);
+    for d in [&child_d, &referrer_d] {
+        assert_eq!(c.get(&format!("/v2/u/manifests/{d}")).await.status, 200);
+    }
+    assert_eq!(c.get(&format!("/v2/u/blobs/{sig}")).await.status, 200);
+    assert_eq!(c.get("/v2/u/manifests/multi").await.status, 200);
+    ts.stop().await;
 }
