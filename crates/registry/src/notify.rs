@@ -224,3 +224,33 @@ async fn post(ep: &EndpointConfig, body: Bytes) -> anyhow::Result<()> {
         .await
         .map_err(|_| anyhow::anyhow!("timed out after {} ms", ep.timeout_ms))?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn full_queue_drops_and_counts() {
+        // Nothing listens on the endpoint; the worker is stuck retrying its first batch.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
+        let port = port.expect("free port");
+        let config = NotificationsConfig {
+            endpoints: vec![EndpointConfig {
+                name: None,
+                url: format!("http://127.0.0.1:{port}/hook"),
+                timeout_ms: 500,
+                retries: 100,
+                backoff_ms: 10_000,
+                headers: Default::default(),
+            }],
+            queue_size: 1,
+        };
+        let metrics = Arc::new(Metrics::default());
+        let n = Notifier::start(&config, "test".into(), metrics.clone()).expect("endpoints configured");
+        for _ in 0..10 {
+            n.send(Event::new(Action::Push, "u", &HeaderMap::new()), &metrics);
+        }
+        assert!(metrics.notifications_dropped.load(Ordering::Relaxed) >= 8);
+        assert!(Notifier::start(&NotificationsConfig::default(), "x".into(), metrics).is_none());
+    }
+}
