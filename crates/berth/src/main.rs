@@ -1,4 +1,4 @@
-//! The `berth` binary: `daemon`, the hidden `shim`, and every CLI verb.
+//! The `berth` binary: `daemon`, `registry`, the hidden `shim`, and every CLI verb.
 
 use std::path::PathBuf;
 
@@ -24,6 +24,27 @@ struct DaemonArgs {
     debug: bool,
 }
 
+#[derive(Debug, Parser)]
+#[command(name = "berth registry", about = "Run or maintain an OCI Distribution registry")]
+struct RegistryArgs {
+    #[command(subcommand)]
+    command: registry::RegistryCommand,
+}
+
+fn registry_main(a: RegistryArgs) -> i32 {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match registry::main(a.command) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("berth registry: {e:#}");
+            1
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -36,6 +57,7 @@ fn main() {
             }
         },
         Some("daemon") => std::process::exit(daemon(DaemonArgs::parse_from(&args[1..]))),
+        Some("registry") => std::process::exit(registry_main(RegistryArgs::parse_from(&args[1..]))),
         _ => {
             let cli = cli::Cli::parse();
             let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
