@@ -244,6 +244,7 @@ impl Engine {
     }
 
     async fn start_locked(self: &Arc<Self>, c: &Arc<Container>) -> Result<()> {
+        let t0 = std::time::Instant::now();
         let rec = c.snapshot();
         let id = rec.id.clone();
         let paths = self.paths.clone();
@@ -330,8 +331,10 @@ impl Engine {
         .await
         .map_err(EngineError::internal)??;
         let _ = spec;
+        let t_prepared = t0.elapsed();
         let dir = self.paths.container_dir(&c.id);
         crate::shim::spawn(&shim_cfg, &dir.join("shim.json"), &dir.join("shim.log")).await?;
+        let t_created = t0.elapsed();
         // Connect those who attached before the start, so they miss nothing.
         let pending: Vec<PendingAttach> = std::mem::take(&mut *c.pending.lock().unwrap_or_else(|p| p.into_inner()));
         for p in pending {
@@ -356,6 +359,13 @@ impl Engine {
         }
         self.save(c)?;
         self.monitor(c.clone());
+        tracing::debug!(
+            "started {} in {:?} (prepared {:?}, created {:?})",
+            c.short_id(),
+            t0.elapsed(),
+            t_prepared,
+            t_created
+        );
         Ok(())
     }
 
