@@ -17,6 +17,10 @@ cleanup() {
 trap cleanup EXIT
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.4f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 timeit() { # command... -> median seconds over RUNS
+  if command -v hyperfine >/dev/null; then
+    hyperfine -N -w 3 -r "$RUNS" --export-json "$W/h.json" "$(printf '%q ' "$@")" >/dev/null 2>&1 &&
+      python3 -c 'import json,sys; print("%.4f" % json.load(open(sys.argv[1]))["results"][0]["median"])' "$W/h.json" && return
+  fi
   for _ in $(seq "$RUNS"); do
     s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N)
     echo "$e - $s" | bc -l

@@ -60,7 +60,8 @@ fn main() {
         Some("registry") => std::process::exit(registry_main(RegistryArgs::parse_from(&args[1..]))),
         _ => {
             let cli = cli::Cli::parse();
-            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            // One thread is plenty for a client, and starts faster than a pool.
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("berth: start async runtime: {e}");

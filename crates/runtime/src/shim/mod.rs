@@ -41,6 +41,8 @@ struct Shared {
     /// Where stdin goes: the pipe's write end, or the pty master.
     stdin: Mutex<Option<File>>,
     master: Option<File>,
+    /// `wait` requests not yet answered.
+    waiters: AtomicI32,
 }
 
 /// Runs the shim with the configuration at `config_path`; never returns on success.
@@ -99,8 +101,15 @@ fn run(config_path: &Path) -> Result<(), String> {
     let output = Arc::new(Output::new(cfg.tty, cfg.log.as_deref())?);
     let mut pending_start: Option<UnixStream> = None;
     let mut early: Vec<(UnixStream, Request)> = Vec::new();
+    let t_create = std::time::Instant::now();
     let pid = match &cfg.kind {
-        ShimKind::Init { bundle } => runtime.create(&cfg.container_id, bundle, stdio).map_err(|e| e.to_string())?,
+        ShimKind::Init { bundle } => {
+            let pid = runtime.create(&cfg.container_id, bundle, stdio).map_err(|e| e.to_string())?;
+            if std::env::var_os("BERTH_SHIM_TIMING").is_some() {
+                eprintln!("shim: create took {:?}", t_create.elapsed());
+            }
+            pid
+        }
         ShimKind::Exec { process } => {
             // Nothing runs until `start`: serve attach requests on this thread so the fork
             // below happens before any other thread exists.
@@ -157,6 +166,7 @@ fn run(config_path: &Path) -> Result<(), String> {
         stdin: Mutex::new(stdin_w),
         master,
         cfg,
+        waiters: AtomicI32::new(0),
     });
 
     // From here on, threads.
@@ -220,8 +230,11 @@ fn run(config_path: &Path) -> Result<(), String> {
     shared.exit_cv.notify_all();
     output.close_attachers();
     let _ = std::fs::remove_file(&shared.cfg.socket);
-    // Let the wait handlers write their answers.
-    std::thread::sleep(Duration::from_millis(20));
+    // Let the wait handlers write their answers before the process goes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while shared.waiters.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     Ok(())
 }
 
@@ -253,7 +266,9 @@ fn write_exit_file(path: &Path, exit: &ExitStatus) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
     let data = serde_json::to_vec(exit).map_err(|e| e.to_string())?;
     let mut f = File::create(&tmp).map_err(|e| format!("write `{}`: {e}", tmp.display()))?;
-    f.write_all(&data).and_then(|_| f.sync_all()).map_err(|e| format!("write `{}`: {e}", tmp.display()))?;
+    // No fsync: the file must survive the daemon, not the host (a rebooted host has no
+    // container left to report on); the rename alone makes it all-or-nothing.
+    f.write_all(&data).map_err(|e| format!("write `{}`: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("rename `{}`: {e}", path.display()))
 }
 
@@ -316,17 +331,11 @@ fn dispatch(shared: &Arc<Shared>, conn: UnixStream, req: Request) {
             ShimKind::Exec { .. } => Response::error("exec session already started"),
         },
         Request::Wait => {
-            let mut exit = match shared.exit.lock() {
-                Ok(g) => g,
-                Err(_) => return,
-            };
-            while exit.is_none() {
-                exit = match shared.exit_cv.wait(exit) {
-                    Ok(g) => g,
-                    Err(_) => return,
-                };
-            }
-            Response { exit: exit.clone(), ..Response::ok() }
+            shared.waiters.fetch_add(1, Ordering::SeqCst);
+            let exit = wait_exit(shared);
+            reply(&conn, &Response { exit, ..Response::ok() });
+            shared.waiters.fetch_sub(1, Ordering::SeqCst);
+            return;
         }
         Request::Resize { height, width } => resize(shared, height, width),
         Request::Kill { signal, all } => {
@@ -372,6 +381,14 @@ fn dispatch(shared: &Arc<Shared>, conn: UnixStream, req: Request) {
         },
     };
     reply(&conn, &resp);
+}
+
+fn wait_exit(shared: &Shared) -> Option<ExitStatus> {
+    let mut exit = shared.exit.lock().ok()?;
+    while exit.is_none() {
+        exit = shared.exit_cv.wait(exit).ok()?;
+    }
+    exit.clone()
 }
 
 fn resize(shared: &Shared, height: u16, width: u16) -> Response {
