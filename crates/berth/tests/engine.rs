@@ -424,3 +424,103 @@ fn root_images_tag_history_rmi() {
         assert!(stdout(&o).contains("Deleted: sha256:"));
     }
 }
+
+#[test]
+fn root_pause_rename_restart_kill_and_wait() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    assert!(d.berth(&["run", "-d", "--name", "svc", "busybox", "sh", "-c", "trap 'exit 42' USR1; while true; do sleep 0.1; done"]).status.success());
+    assert!(d.berth(&["pause", "svc"]).status.success());
+    assert_eq!(d.inspect("svc")["State"]["Status"], "paused");
+    assert!(stdout(&d.berth(&["ps", "--format", "{{.Status}}"])).contains("(Paused)"));
+    let o = d.berth(&["pause", "svc"]);
+    assert!(stderr(&o).contains("already paused"), "{}", stderr(&o));
+    assert!(d.berth(&["unpause", "svc"]).status.success());
+    assert_eq!(d.inspect("svc")["State"]["Status"], "running");
+    assert!(d.berth(&["rename", "svc", "svc2"]).status.success());
+    assert_eq!(d.inspect("svc2")["Name"], "/svc2");
+    let o = d.berth(&["inspect", "svc"]);
+    assert!(!o.status.success());
+    // kill -s delivers the named signal; wait reports the exit code.
+    let waiter = {
+        let host = d.host();
+        std::thread::spawn(move || {
+            std::process::Command::new(common::BERTH).args(["wait", "svc2"]).env("DOCKER_HOST", host).output().expect("wait")
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(d.berth(&["kill", "-s", "USR1", "svc2"]).status.success());
+    let o = waiter.join().expect("waiter");
+    assert_eq!(stdout(&o), "42\n", "{}", stderr(&o));
+    assert_eq!(d.inspect("svc2")["State"]["ExitCode"], 42);
+    let o = d.berth(&["kill", "svc2"]);
+    assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
+    // restart brings an exited container back with its own layer.
+    assert!(d.berth(&["restart", "-t", "1", "svc2"]).status.success());
+    assert_eq!(d.inspect("svc2")["State"]["Status"], "running");
+    // wait?condition=not-running on a stopped container answers at once.
+    assert!(d.berth(&["run", "--name", "done3", "busybox", "sh", "-c", "exit 3"]).status.code() == Some(3));
+    let (s, b) = d.http("POST", "/containers/done3/wait", None).expect("http");
+    assert_eq!(s, 200);
+    assert!(b.contains("\"StatusCode\":3"), "{b}");
+    let (s, _) = d.http("POST", "/containers/done3/wait?condition=bogus", None).expect("http");
+    assert_eq!(s, 400);
+    if let Some(o) = d.docker(&["pause", "svc2"]) {
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = d.docker(&["inspect", "-f", "{{.State.Paused}}", "svc2"]).expect("docker");
+        assert_eq!(stdout(&o), "true\n");
+        assert!(d.docker(&["unpause", "svc2"]).expect("docker").status.success());
+        assert!(d.docker(&["rename", "svc2", "svc3"]).expect("docker").status.success());
+        let o = d.docker(&["stop", "-t", "1", "svc3"]).expect("docker");
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = d.docker(&["wait", "svc3"]).expect("docker");
+        assert_eq!(stdout(&o), "137\n", "{}", stderr(&o));
+        let o = d.docker(&["start", "-a", "done3"]).expect("docker");
+        assert_eq!(o.status.code(), Some(3));
+        assert!(d.docker(&["rm", "svc3", "done3"]).expect("docker").status.success());
+    }
+}
+
+#[test]
+fn root_docker_cli_create_start_top_and_inspect() {
+    if !can_run() || common::docker_cli().is_none() {
+        return;
+    }
+    let d = Daemon::start();
+    let o = d.docker(&["create", "--name", "dc", "-e", "A=1", "-w", "/tmp", "-u", "www-data", "busybox", "sleep", "60"]).expect("docker");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.docker(&["start", "dc"]).expect("docker").status.success());
+    let o = d.docker(&["inspect", "-f", "{{.Config.User}} {{.Config.WorkingDir}} {{.State.Running}}", "dc"]).expect("docker");
+    assert_eq!(stdout(&o), "www-data /tmp true\n");
+    let o = d.docker(&["top", "dc"]).expect("docker");
+    assert!(stdout(&o).contains("sleep 60"), "{}", stdout(&o));
+    let o = d.docker(&["exec", "dc", "sh", "-c", "echo $A; pwd; id -un"]).expect("docker");
+    assert_eq!(stdout(&o), "1\n/tmp\nwww-data\n", "{}", stderr(&o));
+    let o = d.docker(&["ps", "--format", "{{.Names}} {{.Image}} {{.Command}}"]).expect("docker");
+    assert_eq!(stdout(&o), "dc busybox \"sleep 60\"\n");
+    let o = d.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).expect("docker");
+    assert_eq!(stdout(&o), "busybox:latest\n");
+    let o = d.docker(&["history", "busybox"]).expect("docker");
+    assert!(stdout(&o).contains("Imported from -"), "{}", stdout(&o));
+    let o = d.docker(&["version", "--format", "{{.Server.APIVersion}}"]).expect("docker");
+    assert_eq!(stdout(&o), "1.45\n", "{}", stderr(&o));
+    let o = d.docker(&["info", "--format", "{{.Containers}} {{.ContainersRunning}}"]).expect("docker");
+    assert_eq!(stdout(&o), "1 1\n", "{}", stderr(&o));
+    let o = d.docker(&["rm", "-f", "dc"]).expect("docker");
+    assert!(o.status.success(), "{}", stderr(&o));
+    // docker import of a gzipped tar, then run it.
+    let tar = std::fs::read(common::busybox_tar()).expect("tar");
+    let gz = std::process::Command::new("gzip")
+        .arg("-c")
+        .arg(common::busybox_tar())
+        .output()
+        .expect("gzip")
+        .stdout;
+    assert!(gz.len() < tar.len());
+    let o = d.docker_stdin(&["import", "-", "gzipped:1"], &gz).expect("docker");
+    assert!(stdout(&o).starts_with("sha256:"), "{} {}", stdout(&o), stderr(&o));
+    let o = d.docker(&["run", "--rm", "gzipped:1", "/bin/echo", "from gzip"]).expect("docker");
+    assert_eq!(stdout(&o), "from gzip\n", "{}", stderr(&o));
+}
