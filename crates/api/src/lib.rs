@@ -12,6 +12,7 @@
 pub mod client;
 pub mod frame;
 pub mod types;
+pub mod units;
 
 /// The API version berth advertises.
 pub const API_VERSION: &str = "1.45";

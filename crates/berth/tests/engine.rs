@@ -431,7 +431,20 @@ fn root_pause_rename_restart_kill_and_wait() {
         return;
     }
     let d = Daemon::start();
-    assert!(d.berth(&["run", "-d", "--name", "svc", "busybox", "sh", "-c", "trap 'exit 42' USR1; while true; do sleep 0.1; done"]).status.success());
+    assert!(
+        d.berth(&[
+            "run",
+            "-d",
+            "--name",
+            "svc",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 42' USR1; while true; do sleep 0.1; done"
+        ])
+        .status
+        .success()
+    );
     assert!(d.berth(&["pause", "svc"]).status.success());
     assert_eq!(d.inspect("svc")["State"]["Status"], "paused");
     assert!(stdout(&d.berth(&["ps", "--format", "{{.Status}}"])).contains("(Paused)"));
@@ -447,7 +460,11 @@ fn root_pause_rename_restart_kill_and_wait() {
     let waiter = {
         let host = d.host();
         std::thread::spawn(move || {
-            std::process::Command::new(common::BERTH).args(["wait", "svc2"]).env("DOCKER_HOST", host).output().expect("wait")
+            std::process::Command::new(common::BERTH)
+                .args(["wait", "svc2"])
+                .env("DOCKER_HOST", host)
+                .output()
+                .expect("wait")
         })
     };
     std::thread::sleep(Duration::from_millis(300));
@@ -489,10 +506,14 @@ fn root_docker_cli_create_start_top_and_inspect() {
         return;
     }
     let d = Daemon::start();
-    let o = d.docker(&["create", "--name", "dc", "-e", "A=1", "-w", "/tmp", "-u", "www-data", "busybox", "sleep", "60"]).expect("docker");
+    let o = d
+        .docker(&["create", "--name", "dc", "-e", "A=1", "-w", "/tmp", "-u", "www-data", "busybox", "sleep", "60"])
+        .expect("docker");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(d.docker(&["start", "dc"]).expect("docker").status.success());
-    let o = d.docker(&["inspect", "-f", "{{.Config.User}} {{.Config.WorkingDir}} {{.State.Running}}", "dc"]).expect("docker");
+    let o = d
+        .docker(&["inspect", "-f", "{{.Config.User}} {{.Config.WorkingDir}} {{.State.Running}}", "dc"])
+        .expect("docker");
     assert_eq!(stdout(&o), "www-data /tmp true\n");
     let o = d.docker(&["top", "dc"]).expect("docker");
     assert!(stdout(&o).contains("sleep 60"), "{}", stdout(&o));
@@ -512,12 +533,7 @@ fn root_docker_cli_create_start_top_and_inspect() {
     assert!(o.status.success(), "{}", stderr(&o));
     // docker import of a gzipped tar, then run it.
     let tar = std::fs::read(common::busybox_tar()).expect("tar");
-    let gz = std::process::Command::new("gzip")
-        .arg("-c")
-        .arg(common::busybox_tar())
-        .output()
-        .expect("gzip")
-        .stdout;
+    let gz = std::process::Command::new("gzip").arg("-c").arg(common::busybox_tar()).output().expect("gzip").stdout;
     assert!(gz.len() < tar.len());
     let o = d.docker_stdin(&["import", "-", "gzipped:1"], &gz).expect("docker");
     assert!(stdout(&o).starts_with("sha256:"), "{} {}", stdout(&o), stderr(&o));

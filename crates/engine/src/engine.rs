@@ -169,8 +169,18 @@ impl Engine {
         self.containers_ref().values().find(|c| c.lock().state.name == name).map(|c| c.id.clone())
     }
 
-    pub(crate) fn insert(&self, c: Arc<Container>) {
-        self.containers_mut().insert(c.id.clone(), c);
+    /// Adds a container if its name is free, atomically (two creates cannot take one name).
+    pub(crate) fn insert_unique(&self, c: Arc<Container>) -> Result<()> {
+        let mut map = self.containers_mut();
+        let name = c.name();
+        if let Some(other) = map.values().find(|o| o.lock().state.name == name) {
+            return Err(EngineError::Conflict(format!(
+                "Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                other.id
+            )));
+        }
+        map.insert(c.id.clone(), c);
+        Ok(())
     }
 
     pub(crate) fn forget(&self, id: &str) {

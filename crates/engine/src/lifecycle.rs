@@ -135,14 +135,10 @@ impl Engine {
                 }
                 n.trim_start_matches('/').to_owned()
             }
-            None => loop {
-                let n = random_name();
-                if self.name_in_use(&n).is_none() {
-                    break n;
-                }
-            },
+            None => String::new(),
         };
-        if let Some(other) = self.name_in_use(&name) {
+        let random = name.is_empty();
+        if !random && let Some(other) = self.name_in_use(&name) {
             return Err(EngineError::Conflict(format!(
                 "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
             )));
@@ -201,12 +197,29 @@ impl Engine {
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(|e| EngineError::Internal(format!("create `{}`: {e}", dir.display())))?;
-        let c = Arc::new(Container::new(rec));
+        let mut rec = rec;
+        // A name is taken atomically; a random one is drawn again (with a number, as Docker
+        // does, once the plain names run short) until one is free.
+        let mut attempt = 0;
+        let c = loop {
+            if random {
+                rec.state.name = if attempt < 10 { random_name() } else { format!("{}{}", random_name(), attempt) };
+            }
+            let c = Arc::new(Container::new(rec.clone()));
+            match self.insert_unique(c.clone()) {
+                Ok(()) => break c,
+                Err(_) if random && attempt < 100 => attempt += 1,
+                Err(e) => {
+                    let _ = tokio::fs::remove_dir_all(&dir).await;
+                    return Err(e);
+                }
+            }
+        };
         if let Err(e) = self.save(&c) {
+            self.forget(&c.id);
             let _ = tokio::fs::remove_dir_all(&dir).await;
             return Err(e);
         }
-        self.insert(c);
         Ok((id, Vec::new()))
     }
 

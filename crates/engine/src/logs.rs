@@ -65,25 +65,26 @@ fn render(line: &Line, o: &LogOptions) -> Option<Bytes> {
     Some(if o.raw { Bytes::from(text) } else { Bytes::from(api::frame::encode(stream, &text)) })
 }
 
+/// Reads the next complete line into `buf`; a line still being written is left for later.
+fn read_whole_line(reader: &mut BufReader<std::fs::File>, buf: &mut String) -> bool {
+    buf.clear();
+    match reader.read_line(buf) {
+        Ok(0) | Err(_) => false,
+        Ok(_) if buf.ends_with('\n') => true,
+        Ok(_) => {
+            let _ = reader.seek(SeekFrom::Current(-(buf.len() as i64)));
+            false
+        }
+    }
+}
+
 /// Streams the log into `tx` until done (or, following, until the container stops).
 pub fn stream(path: PathBuf, c: Arc<Container>, o: LogOptions, tx: mpsc::Sender<Bytes>) {
-    let rx_events = c.events.subscribe();
     let Ok(file) = std::fs::File::open(&path) else { return };
     let mut reader = BufReader::new(file);
     let mut lines: Vec<Bytes> = Vec::new();
     let mut buf = String::new();
-    loop {
-        buf.clear();
-        match reader.read_line(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        if !buf.ends_with('\n') {
-            // A line being written: back up and read it whole later.
-            let back = buf.len() as i64;
-            let _ = reader.seek(SeekFrom::Current(-back));
-            break;
-        }
+    while read_whole_line(&mut reader, &mut buf) {
         if let Ok(l) = serde_json::from_str::<Line>(&buf)
             && let Some(b) = render(&l, &o)
         {
@@ -102,17 +103,7 @@ pub fn stream(path: PathBuf, c: Arc<Container>, o: LogOptions, tx: mpsc::Sender<
     loop {
         let live = c.status().is_live();
         let mut progressed = false;
-        loop {
-            buf.clear();
-            match reader.read_line(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            if !buf.ends_with('\n') {
-                let back = buf.len() as i64;
-                let _ = reader.seek(SeekFrom::Current(-back));
-                break;
-            }
+        while read_whole_line(&mut reader, &mut buf) {
             progressed = true;
             if let Ok(l) = serde_json::from_str::<Line>(&buf)
                 && let Some(b) = render(&l, &o)
@@ -127,8 +118,8 @@ pub fn stream(path: PathBuf, c: Arc<Container>, o: LogOptions, tx: mpsc::Sender<
         if tx.is_closed() {
             return;
         }
-        // Nothing new: wait a little, or until the container exits.
-        let _ = rx_events.has_changed();
+        // Nothing new yet: look again shortly (the loop ends once the container has stopped
+        // and everything it wrote has been sent).
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -17,7 +17,7 @@ mod digest;
 mod reference;
 
 pub use digest::{Digest, DigestError, Sha256Writer};
-pub use reference::{Reference, ReferenceError};
+pub use reference::{Reference, ReferenceError, valid_path_component};
 
 /// What kind of failure an error is, independent of where it happened.
 ///

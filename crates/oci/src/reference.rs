@@ -33,8 +33,9 @@ pub const DEFAULT_DOMAIN: &str = "docker.io";
 const LEGACY_DEFAULT_DOMAIN: &str = "index.docker.io";
 const OFFICIAL_PREFIX: &str = "library/";
 
-fn valid_component(c: &str) -> bool {
-    // [a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*
+/// Whether `c` is a valid repository path component:
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` (the distribution spec's grammar).
+pub fn valid_path_component(c: &str) -> bool {
     let b = c.as_bytes();
     if b.is_empty() || !is_alnum(b[0]) || !is_alnum(b[b.len() - 1]) {
         return false;
@@ -131,7 +132,7 @@ impl Reference {
         if path.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(ReferenceError::Uppercase(s.to_owned()));
         }
-        if !path.split('/').all(valid_component) {
+        if !path.split('/').all(valid_path_component) {
             return Err(invalid());
         }
         let domain = if domain == LEGACY_DEFAULT_DOMAIN { DEFAULT_DOMAIN.to_owned() } else { domain };

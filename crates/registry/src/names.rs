@@ -17,31 +17,7 @@ use crate::error::{RegistryError, Result};
 /// Longest repository name accepted (Distribution's limit).
 pub const MAX_NAME_LEN: usize = 255;
 
-/// Checks one path component against `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
-fn valid_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < b.len() && !alnum(b[i]) {
-            i += 1;
-        }
-        let sep = &c[start..i];
-        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
+use oci::valid_path_component as valid_component;
 
 /// Validates a repository name (`library/busybox`, `a.b/c-d/e__f`).
 pub fn validate_name(name: &str) -> Result<()> {

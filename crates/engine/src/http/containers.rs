@@ -11,6 +11,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use api::units::human_duration;
+
 use super::{AppState, Query, bridge, channel_body, hijack, parse_json, qbool, qint};
 use crate::container::{Container, Status};
 use crate::error::{EngineError, Result};
@@ -21,24 +23,6 @@ pub async fn create(State(e): State<AppState>, q: Query, body: Bytes) -> Result<
     let cfg: ContainerConfig = parse_json(&body)?;
     let (id, warnings) = e.create(q.get("name").map(String::as_str), cfg).await?;
     Ok((StatusCode::CREATED, axum::Json(CreateResponse { id, warnings })).into_response())
-}
-
-/// Docker's `units.HumanDuration`.
-pub fn human_duration(secs: i64) -> String {
-    let s = secs.max(0);
-    match s {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        s if s < 60 => format!("{s} seconds"),
-        s if s < 120 => "About a minute".into(),
-        s if s < 3600 => format!("{} minutes", s / 60),
-        s if s < 7200 => "About an hour".into(),
-        s if s < 48 * 3600 => format!("{} hours", s / 3600),
-        s if s < 14 * 86400 => format!("{} days", s / 86400),
-        s if s < 56 * 86400 => format!("{} weeks", s / (7 * 86400)),
-        s if s < 365 * 86400 => format!("{} months", s / (30 * 86400)),
-        s => format!("{} years", s / (365 * 86400)),
-    }
 }
 
 fn since(t: &str) -> i64 {

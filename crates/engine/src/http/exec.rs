@@ -6,7 +6,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::{AppState, Query, bridge, hijack, parse_json, qint};
+use super::{AppState, Query, bridge_then, hijack, parse_json, qint};
 use crate::error::Result;
 
 pub async fn create(State(e): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response> {
@@ -30,9 +30,14 @@ pub async fn start(State(e): State<AppState>, Path(id): Path<String>, req: Reque
         return Ok(StatusCode::OK.into_response());
     }
     let stream = e.exec_start(&x, tty, true).await?;
+    let mut done = x.done.subscribe();
     Ok(hijack(req, !tty, move |client| async move {
         if let Some(s) = stream {
-            bridge(client, s).await;
+            // The exit code is recorded before the client sees the end of the stream.
+            let recorded = async move {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), done.wait_for(|d| *d)).await;
+            };
+            bridge_then(client, s, recorded).await;
         }
     }))
 }

@@ -156,6 +156,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Upgraded for T {}
 /// Copies between a client's hijacked connection and a shim's attach stream until the
 /// output ends. The client closing its side ends the process's stdin.
 pub async fn bridge(client: Box<dyn Upgraded>, shim: tokio::net::UnixStream) {
+    bridge_then(client, shim, async {}).await
+}
+
+/// [`bridge`], awaiting `before_close` between the end of the output and closing the client's
+/// stream (an exec session records its exit code there, which the client asks for next).
+pub async fn bridge_then(
+    client: Box<dyn Upgraded>,
+    shim: tokio::net::UnixStream,
+    before_close: impl std::future::Future<Output = ()>,
+) {
     use tokio::io::AsyncWriteExt;
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut sr, mut sw) = shim.into_split();
@@ -164,6 +174,7 @@ pub async fn bridge(client: Box<dyn Upgraded>, shim: tokio::net::UnixStream) {
         let _ = sw.shutdown().await;
     });
     let _ = tokio::io::copy(&mut sr, &mut cw).await;
+    before_close.await;
     let _ = cw.shutdown().await;
     input.abort();
 }

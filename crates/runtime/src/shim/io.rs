@@ -43,9 +43,14 @@ impl Output {
         Ok(Self { tty, log, attachers: Mutex::new(Vec::new()) })
     }
 
-    pub fn add(&self, a: Attacher) {
+    /// Adds an attacher, running `first` on its connection under the lock that output
+    /// takes, so nothing is sent to it before `first` has written.
+    pub fn add(&self, a: Attacher, first: impl FnOnce(&UnixStream)) {
         if let Ok(mut v) = self.attachers.lock() {
-            v.push(a);
+            first(&a.conn);
+            if a.stdout || a.stderr {
+                v.push(a);
+            }
         }
     }
 
@@ -62,7 +67,7 @@ impl Output {
                 Err(_) => break,
             };
             let chunk = &buf[..n];
-            self.send(chunk, stream);
+            // The log first: what a client was shown is already in the log.
             if self.log.is_some() {
                 partial.extend_from_slice(chunk);
                 let mut start = 0;
@@ -79,6 +84,7 @@ impl Output {
                 // `logs -f` readers see each chunk as soon as it is written.
                 self.flush();
             }
+            self.send(chunk, stream);
         }
         if !partial.is_empty() {
             self.log_line(&partial, stream);

@@ -41,8 +41,8 @@ struct Shared {
     /// Where stdin goes: the pipe's write end, or the pty master.
     stdin: Mutex<Option<File>>,
     master: Option<File>,
-    /// `wait` requests not yet answered.
-    waiters: AtomicI32,
+    /// Requests being handled: the shim does not exit until each has had its answer.
+    busy: AtomicI32,
 }
 
 /// Runs the shim with the configuration at `config_path`; never returns on success.
@@ -166,10 +166,22 @@ fn run(config_path: &Path) -> Result<(), String> {
         stdin: Mutex::new(stdin_w),
         master,
         cfg,
-        waiters: AtomicI32::new(0),
+        busy: AtomicI32::new(0),
     });
 
     // From here on, threads.
+    // Attachers that came before an exec session started are registered before its output is
+    // read, so they miss none of it.
+    for (conn, req) in early {
+        match req {
+            // Acknowledged already, before the process existed.
+            Request::Attach { stdin, stdout, stderr } => attach(&shared, conn, stdin, stdout, stderr, false),
+            req => {
+                let shared = shared.clone();
+                std::thread::spawn(move || dispatch(&shared, conn, req));
+            }
+        }
+    }
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     for (fd, stream) in readers {
         let out = output.clone();
@@ -183,15 +195,6 @@ fn run(config_path: &Path) -> Result<(), String> {
 
     if matches!(shared.cfg.kind, ShimKind::Init { .. }) {
         ready(pid)?;
-    }
-    for (conn, req) in early {
-        match req {
-            Request::Attach { stdin, stdout, stderr } => attach(&shared, conn, stdin, stdout, stderr),
-            req => {
-                let shared = shared.clone();
-                std::thread::spawn(move || dispatch(&shared, conn, req));
-            }
-        }
     }
     if let Some(c) = pending_start {
         reply(&c, &Response { pid: Some(pid), ..Response::ok() });
@@ -207,10 +210,15 @@ fn run(config_path: &Path) -> Result<(), String> {
     }
 
     let status = wait_for(pid);
-    // Output ends when every holder of the pipes is gone; an exec'd process may leave a
-    // background child holding them, so do not wait forever.
+    // Output ends when every holder of the pipes is gone. For a container that is when its
+    // pid namespace is empty; an exec'd process may leave a background child holding them,
+    // so an exec session waits a little only.
+    let drain = match shared.cfg.kind {
+        ShimKind::Init { .. } => Duration::from_secs(60),
+        ShimKind::Exec { .. } => Duration::from_secs(2),
+    };
     for _ in 0..reader_count {
-        if done_rx.recv_timeout(Duration::from_secs(2)).is_err() {
+        if done_rx.recv_timeout(drain).is_err() {
             break;
         }
     }
@@ -230,9 +238,10 @@ fn run(config_path: &Path) -> Result<(), String> {
     shared.exit_cv.notify_all();
     output.close_attachers();
     let _ = std::fs::remove_file(&shared.cfg.socket);
-    // Let the wait handlers write their answers before the process goes.
+    // Let the handlers (a `start` whose process already ended, every `wait`) write their
+    // answers before the process goes.
     let deadline = std::time::Instant::now() + Duration::from_secs(1);
-    while shared.waiters.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+    while shared.busy.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
     Ok(())
@@ -311,16 +320,23 @@ fn reply(mut conn: &UnixStream, resp: &Response) {
 }
 
 fn handle(shared: &Arc<Shared>, conn: UnixStream) {
-    let Some(req) = read_request(&conn) else { return };
-    dispatch(shared, conn, req);
+    if let Some(req) = read_request(&conn) {
+        dispatch(shared, conn, req);
+    }
 }
 
+/// Answers one request; counted as busy until the answer is written.
 fn dispatch(shared: &Arc<Shared>, conn: UnixStream, req: Request) {
+    shared.busy.fetch_add(1, Ordering::SeqCst);
+    answer(shared, conn, req);
+    shared.busy.fetch_sub(1, Ordering::SeqCst);
+}
+
+fn answer(shared: &Arc<Shared>, conn: UnixStream, req: Request) {
     let id = &shared.cfg.container_id;
     let resp = match req {
         Request::Attach { stdin, stdout, stderr } => {
-            reply(&conn, &Response::ok());
-            attach(shared, conn, stdin, stdout, stderr);
+            attach(shared, conn, stdin, stdout, stderr, true);
             return;
         }
         Request::Start => match &shared.cfg.kind {
@@ -330,13 +346,7 @@ fn dispatch(shared: &Arc<Shared>, conn: UnixStream, req: Request) {
             },
             ShimKind::Exec { .. } => Response::error("exec session already started"),
         },
-        Request::Wait => {
-            shared.waiters.fetch_add(1, Ordering::SeqCst);
-            let exit = wait_exit(shared);
-            reply(&conn, &Response { exit, ..Response::ok() });
-            shared.waiters.fetch_sub(1, Ordering::SeqCst);
-            return;
-        }
+        Request::Wait => Response { exit: wait_exit(shared), ..Response::ok() },
         Request::Resize { height, width } => resize(shared, height, width),
         Request::Kill { signal, all } => {
             if shared.exit.lock().map(|e| e.is_some()).unwrap_or(true) {
@@ -403,7 +413,9 @@ fn resize(shared: &Shared, height: u16, width: u16) -> Response {
     }
 }
 
-fn attach(shared: &Arc<Shared>, conn: UnixStream, stdin: bool, stdout: bool, stderr: bool) {
+/// Registers an attacher. With `ack`, the acknowledgement is written while the output is
+/// held, so that no output can reach the client before it (nor be missed after it).
+fn attach(shared: &Arc<Shared>, conn: UnixStream, stdin: bool, stdout: bool, stderr: bool, ack: bool) {
     if stdin && let Ok(mut rd) = conn.try_clone() {
         let shared = shared.clone();
         std::thread::spawn(move || {
@@ -429,7 +441,10 @@ fn attach(shared: &Arc<Shared>, conn: UnixStream, stdin: bool, stdout: bool, std
             }
         });
     }
-    if stdout || stderr {
-        shared.output.add(Attacher::new(conn, stdout, stderr));
-    }
+    let ok = Response::ok();
+    shared.output.add(Attacher::new(conn, stdout, stderr), |c| {
+        if ack {
+            reply(c, &ok);
+        }
+    });
 }
