@@ -540,3 +540,41 @@ fn root_docker_cli_create_start_top_and_inspect() {
     let o = d.docker(&["run", "--rm", "gzipped:1", "/bin/echo", "from gzip"]).expect("docker");
     assert_eq!(stdout(&o), "from gzip\n", "{}", stderr(&o));
 }
+
+/// Reads a capability set line (`CapEff`, `CapBnd`) from a container's /proc/self/status.
+fn cap_line(d: &Daemon, args: &[&str], field: &str) -> String {
+    let script = format!("grep {field} /proc/self/status");
+    let mut a = vec!["run", "--rm"];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["busybox", "sh", "-c", &script]);
+    let o = d.berth(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).split_whitespace().nth(1).unwrap_or_default().to_owned()
+}
+
+#[test]
+fn root_capabilities_default_add_drop_privileged() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    assert_eq!(cap_line(&d, &[], "CapEff"), "00000000a80425fb");
+    assert_eq!(cap_line(&d, &[], "CapBnd"), "00000000a80425fb");
+    assert_eq!(cap_line(&d, &["--cap-drop", "ALL"], "CapEff"), "0000000000000000");
+    // NET_ADMIN is bit 12: 0x1000 more than the defaults.
+    assert_eq!(cap_line(&d, &["--cap-add", "net_admin"], "CapEff"), "00000000a80435fb");
+    assert_eq!(cap_line(&d, &["--cap-drop", "CAP_CHOWN"], "CapEff"), "00000000a80425fa");
+    // A non-root user has no effective capabilities, as in Docker.
+    assert_eq!(cap_line(&d, &["-u", "1000"], "CapEff"), "0000000000000000");
+    // --privileged: the host's bounding set, not a fixed list.
+    let host = std::fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_owned()))
+        .expect("CapBnd");
+    assert_eq!(cap_line(&d, &["--privileged"], "CapEff"), host);
+    let o = d.berth(&["run", "--rm", "--cap-add", "BOGUS", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("unknown capability: \"BOGUS\""), "{}", stderr(&o));
+    assert_eq!(stdout(&d.berth(&["ps", "-aq"])), "", "nothing is left of a refused create");
+}

@@ -248,6 +248,8 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
         network_mode: a.network.clone().unwrap_or_else(|| "default".into()),
         auto_remove: a.rm,
         privileged: a.privileged,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
         readonly_rootfs: a.read_only,
         memory,
         memory_swap,

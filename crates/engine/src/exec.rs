@@ -148,6 +148,8 @@ impl Engine {
                 console_size: cfg.console_size.as_ref().filter(|v| v.len() == 2 && v[0] > 0).map(|v| (v[0], v[1])),
                 privileged: cfg.privileged || rec.host_config.privileged,
                 no_new_privileges: false,
+                cap_add: rec.host_config.cap_add.clone(),
+                cap_drop: rec.host_config.cap_drop.clone(),
             };
             std::fs::create_dir_all(&exec_dir)
                 .map_err(|e| EngineError::Internal(format!("create `{}`: {e}", exec_dir.display())))?;

@@ -96,6 +96,7 @@ fn validate_host_config(h: &HostConfig) -> Result<()> {
             "range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"
         )));
     }
+    runtime::spec::capabilities(h.privileged, &h.cap_add, &h.cap_drop).map_err(EngineError::BadRequest)?;
     if h.cpu_shares < 0 {
         return Err(EngineError::BadRequest("invalid CPU shares: must be positive".into()));
     }
@@ -309,6 +310,8 @@ impl Engine {
                     console_size,
                     privileged: h.privileged,
                     no_new_privileges: false,
+                    cap_add: h.cap_add.clone(),
+                    cap_drop: h.cap_drop.clone(),
                 },
                 hostname: rec.config.hostname.clone(),
                 rootfs: rootfs.clone(),

@@ -74,6 +74,9 @@ pub struct ProcessSpec {
     pub console_size: Option<(u16, u16)>,
     pub privileged: bool,
     pub no_new_privileges: bool,
+    /// `--cap-add` names (with or without `CAP_`, or `ALL`), validated by [`capabilities`].
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
 }
 
 /// Resource limits, in Docker's units.
@@ -107,8 +110,8 @@ pub struct RunSpec {
 
 impl ProcessSpec {
     fn to_json(&self) -> Value {
-        let caps: Vec<String> =
-            if self.privileged { all_capabilities() } else { DEFAULT_CAPS.iter().map(|s| (*s).to_owned()).collect() };
+        // Validated when the container was created; an unknown name cannot reach here.
+        let caps = capabilities(self.privileged, &self.cap_add, &self.cap_drop).unwrap_or_default();
         let mut p = json!({
             "terminal": self.terminal,
             "user": {
@@ -154,6 +157,44 @@ pub fn all_capabilities() -> Vec<String> {
         })
         .unwrap_or(u64::MAX);
     CAP_NAMES.iter().enumerate().filter(|(i, _)| bounding & (1u64 << i) != 0).map(|(_, n)| format!("CAP_{n}")).collect()
+}
+
+/// Normalises a capability name as Docker accepts it: any case, with or without `CAP_`.
+fn normalize_cap(name: &str) -> Result<String, String> {
+    let up = name.trim().to_ascii_uppercase();
+    if up == "ALL" {
+        return Ok(up);
+    }
+    let bare = up.strip_prefix("CAP_").unwrap_or(&up);
+    if CAP_NAMES.contains(&bare) { Ok(format!("CAP_{bare}")) } else { Err(format!("unknown capability: \"{name}\"")) }
+}
+
+/// The capability set of a process: Docker's defaults (or, privileged, the host's bounding
+/// set), plus `add`, less `drop`, where `ALL` stands for every capability. As in Docker, an
+/// added capability wins over a dropped `ALL`, and a dropped one over an added `ALL`.
+pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Result<Vec<String>, String> {
+    let add: Vec<String> = add.iter().map(|c| normalize_cap(c)).collect::<Result<_, _>>()?;
+    let drop: Vec<String> = drop.iter().map(|c| normalize_cap(c)).collect::<Result<_, _>>()?;
+    if privileged {
+        return Ok(all_capabilities());
+    }
+    let host = all_capabilities();
+    let mut caps: Vec<String> = if add.iter().any(|c| c == "ALL") {
+        host.clone()
+    } else {
+        DEFAULT_CAPS.iter().map(|s| (*s).to_owned()).collect()
+    };
+    if drop.iter().any(|c| c == "ALL") {
+        caps.clear();
+    } else {
+        caps.retain(|c| !drop.contains(c));
+    }
+    for c in add.iter().filter(|c| *c != "ALL") {
+        if !caps.contains(c) && host.contains(c) {
+            caps.push(c.clone());
+        }
+    }
+    Ok(caps)
 }
 
 /// Capability names by number (linux/capability.h).
@@ -333,6 +374,21 @@ mod tests {
         assert_eq!(v["linux"]["resources"]["memory"]["limit"], json!(64 << 20));
         assert_eq!(v["linux"]["resources"]["pids"]["limit"], json!(10));
         assert_eq!(v["hostname"], json!("abc"));
+    }
+
+    #[test]
+    fn cap_add_and_drop_like_docker() {
+        let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<String>>();
+        let c = capabilities(false, &s(&["net_admin"]), &s(&["CAP_CHOWN", "kill"])).expect("valid");
+        assert!(c.contains(&"CAP_NET_ADMIN".to_owned()));
+        assert!(!c.contains(&"CAP_CHOWN".to_owned()) && !c.contains(&"CAP_KILL".to_owned()));
+        assert_eq!(c.len(), 13);
+        let c = capabilities(false, &s(&["NET_RAW"]), &s(&["ALL"])).expect("valid");
+        assert_eq!(c, vec!["CAP_NET_RAW".to_owned()]);
+        let c = capabilities(false, &s(&["ALL"]), &s(&["SYS_ADMIN"])).expect("valid");
+        assert!(!c.contains(&"CAP_SYS_ADMIN".to_owned()) && c.len() > 14);
+        let e = capabilities(false, &s(&["NOPE"]), &[]).expect_err("unknown");
+        assert!(e.contains("NOPE"), "{e}");
     }
 
     #[test]
