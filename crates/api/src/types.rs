@@ -118,8 +118,20 @@ pub struct HostConfig {
     pub readonly_rootfs: bool,
     pub memory: i64,
     pub memory_swap: i64,
+    pub memory_reservation: i64,
     pub nano_cpus: i64,
     pub cpu_shares: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub blkio_weight: u16,
+    #[serde(deserialize_with = "nullable_map")]
+    pub tmpfs: BTreeMap<String, String>,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub ulimits: Vec<Ulimit>,
+    #[serde(deserialize_with = "nullable_map")]
+    pub sysctls: BTreeMap<String, String>,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub security_opt: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<i64>,
     pub shm_size: i64,
@@ -130,6 +142,14 @@ pub struct HostConfig {
     pub console_size: Option<Vec<u16>>,
     #[serde(flatten)]
     pub extra: Map,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

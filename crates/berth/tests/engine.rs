@@ -578,3 +578,124 @@ fn root_capabilities_default_add_drop_privileged() {
     assert!(stderr(&o).contains("unknown capability: \"BOGUS\""), "{}", stderr(&o));
     assert_eq!(stdout(&d.berth(&["ps", "-aq"])), "", "nothing is left of a refused create");
 }
+
+#[test]
+fn root_confinement_and_limits_cgroup_v1() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    let sh = |args: &[&str], script: &str| {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["busybox", "sh", "-c", script]);
+        d.berth(&a)
+    };
+    // Masked and read-only paths, as Docker's defaults.
+    let o = sh(
+        &[],
+        "for p in /proc/keys /proc/timer_list /proc/sched_debug /proc/kcore /proc/latency_stats; do [ -e $p ] && echo $(wc -c < $p); done; ls /sys/firmware | wc -l; echo 1 > /proc/sys/kernel/domainname 2>/dev/null || echo ro",
+    );
+    let lines: Vec<String> = stdout(&o).lines().map(str::to_owned).collect();
+    assert_eq!(lines.last().map(String::as_str), Some("ro"), "{}", stderr(&o));
+    assert!(lines[..lines.len() - 1].iter().all(|l| l == "0"), "masked paths must read empty: {lines:?}");
+    // --read-only, with a writable --tmpfs.
+    let o = sh(
+        &["--read-only", "--tmpfs", "/scratch:size=1m"],
+        "touch /x 2>/dev/null || echo rootfs-ro; touch /scratch/y && echo tmpfs-rw; grep /scratch /proc/mounts | grep -c size=1024k",
+    );
+    assert_eq!(stdout(&o), "rootfs-ro\ntmpfs-rw\n1\n", "{}", stderr(&o));
+    // /dev/shm defaults to 64m; --shm-size changes it.
+    let o = sh(&["--shm-size", "8m"], "grep /dev/shm /proc/mounts | grep -o size=[0-9]*k");
+    assert_eq!(stdout(&o), "size=8192k\n", "{}", stderr(&o));
+    // --ulimit and --sysctl reach the process.
+    let o = sh(&["--ulimit", "nofile=512:1024"], "ulimit -n; ulimit -Hn");
+    assert_eq!(stdout(&o), "512\n1024\n", "{}", stderr(&o));
+    let o = sh(
+        &["--sysctl", "net.ipv4.ip_forward=1", "--sysctl", "kernel.shmmni=1000"],
+        "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni",
+    );
+    assert_eq!(stdout(&o), "1\n1000\n", "{}", stderr(&o));
+    // no-new-privileges.
+    let o = sh(&["--security-opt", "no-new-privileges"], "grep NoNewPrivs /proc/self/status");
+    assert!(stdout(&o).contains("1"), "{}", stdout(&o));
+    let o = sh(&[], "grep NoNewPrivs /proc/self/status");
+    assert!(stdout(&o).contains("0"), "{}", stdout(&o));
+    // Limits are written into the container's own cgroup (v1 here).
+    assert!(
+        d.berth(&[
+            "run",
+            "-d",
+            "--name",
+            "limited",
+            "-m",
+            "32m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "20",
+            "--cpuset-cpus",
+            "0",
+            "busybox",
+            "sleep",
+            "60"
+        ])
+        .status
+        .success()
+    );
+    let id = d.inspect("limited")["Id"].as_str().expect("id").to_owned();
+    if runtime_is_v1() {
+        let read = |c: &str, f: &str| {
+            std::fs::read_to_string(format!("/sys/fs/cgroup/{c}/berth/{id}/{f}")).unwrap_or_default().trim().to_owned()
+        };
+        assert_eq!(read("memory", "memory.limit_in_bytes"), (32 << 20).to_string());
+        assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(read("pids", "pids.max"), "20");
+        assert_eq!(read("cpuset", "cpuset.cpus"), "0");
+    }
+    // A fork loop stops at --pids-limit.
+    let o = sh(&["--pids-limit", "10"], "for i in $(seq 30); do sleep 5 & done; echo survived");
+    assert!(stderr(&o).contains("can't fork"), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("survived"));
+    // Out of memory: exit 137 and OOMKilled.
+    let o = d.berth(&[
+        "run",
+        "--name",
+        "hog",
+        "-m",
+        "16m",
+        "--memory-swap",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=a; while true; do x=$x$x; done",
+    ]);
+    assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
+    assert_eq!(d.inspect("hog")["State"]["OOMKilled"], true);
+    assert!(d.berth(&["rm", "-f", "limited", "hog"]).status.success());
+    assert!(
+        !std::path::Path::new(&format!("/sys/fs/cgroup/memory/berth/{id}")).exists(),
+        "cgroup removed with the container"
+    );
+    // Bad input: each a 400 naming the option, nothing created.
+    for (args, needle) in [
+        (vec!["--sysctl", "vm.swappiness=10"], "vm.swappiness"),
+        (vec!["--cpuset-cpus", "0-63"], "--cpuset-cpus"),
+        (vec!["--ulimit", "bogus=1"], "bogus"),
+        (vec!["--blkio-weight", "5"], "--blkio-weight"),
+        (vec!["--security-opt", "wat"], "--security-opt"),
+    ] {
+        let mut a = vec!["run", "--rm"];
+        a.extend(args.iter().copied());
+        a.extend(["busybox", "true"]);
+        let o = d.berth(&a);
+        assert_eq!(o.status.code(), Some(125), "{args:?}");
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+    assert_eq!(stdout(&d.berth(&["ps", "-aq"])), "");
+}
+
+fn runtime_is_v1() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/memory").is_dir()
+}

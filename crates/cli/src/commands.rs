@@ -244,12 +244,37 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
         None => 0,
     };
     let console = if a.tty { terminal_size().map(|(h, w)| vec![h, w]) } else { None };
+    let mut tmpfs = BTreeMap::new();
+    for t in &a.tmpfs {
+        let (dst, opts) = t.split_once(':').unwrap_or((t, ""));
+        tmpfs.insert(dst.to_owned(), opts.to_owned());
+    }
+    let mut ulimits = Vec::new();
+    for u in &a.ulimit {
+        let (name, vals) = u.split_once('=').ok_or_else(|| format!("invalid ulimit argument: {u}"))?;
+        let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
+        let n = |v: &str| v.parse::<i64>().map_err(|_| format!("invalid ulimit argument: {u}"));
+        ulimits.push(api::types::Ulimit { name: name.to_owned(), soft: n(soft)?, hard: n(hard)? });
+    }
+    let mut sysctls = BTreeMap::new();
+    for s in &a.sysctl {
+        let (k, v) = s.split_once('=').ok_or_else(|| format!("invalid sysctl value: {s}"))?;
+        sysctls.insert(k.to_owned(), v.to_owned());
+    }
     let host = HostConfig {
         network_mode: a.network.clone().unwrap_or_else(|| "default".into()),
         auto_remove: a.rm,
         privileged: a.privileged,
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
+        tmpfs,
+        ulimits,
+        sysctls,
+        security_opt: a.security_opt.clone(),
+        memory_reservation: a.memory_reservation.as_deref().map(parse_bytes).transpose()?.unwrap_or(0),
+        cpuset_cpus: a.cpuset_cpus.clone().unwrap_or_default(),
+        cpuset_mems: a.cpuset_mems.clone().unwrap_or_default(),
+        blkio_weight: a.blkio_weight.unwrap_or(0),
         readonly_rootfs: a.read_only,
         memory,
         memory_swap,

@@ -143,6 +143,30 @@ pub struct RunArgs {
     /// Add Linux capabilities
     #[arg(long)]
     pub cap_add: Vec<String>,
+    /// Mount a tmpfs directory (DEST[:OPTIONS])
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Ulimit options (NAME=SOFT[:HARD])
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// Sysctl options (KEY=VALUE)
+    #[arg(long)]
+    pub sysctl: Vec<String>,
+    /// Security options
+    #[arg(long)]
+    pub security_opt: Vec<String>,
+    /// Memory soft limit
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Block IO (relative weight), between 10 and 1000
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
     /// Drop Linux capabilities
     #[arg(long)]
     pub cap_drop: Vec<String>,

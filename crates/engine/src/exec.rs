@@ -169,6 +169,7 @@ impl Engine {
                 tty,
                 stdin: cfg.attach_stdin,
                 stdin_once: true,
+                cgroup: None,
             })
         })
         .await

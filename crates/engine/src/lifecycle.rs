@@ -97,6 +97,60 @@ fn validate_host_config(h: &HostConfig) -> Result<()> {
         )));
     }
     runtime::spec::capabilities(h.privileged, &h.cap_add, &h.cap_drop).map_err(EngineError::BadRequest)?;
+    if h.memory_reservation < 0 || (h.memory > 0 && h.memory_reservation > h.memory) {
+        return Err(EngineError::BadRequest(
+            "Minimum memory limit can not be less than memory reservation limit, see usage".into(),
+        ));
+    }
+    if h.blkio_weight != 0 && !(10..=1000).contains(&h.blkio_weight) {
+        return Err(EngineError::BadRequest(format!(
+            "invalid --blkio-weight {}: range is from 10 to 1000",
+            h.blkio_weight
+        )));
+    }
+    check_cpuset(&h.cpuset_cpus, "/sys/devices/system/cpu/online", "--cpuset-cpus")?;
+    check_cpuset(&h.cpuset_mems, "/sys/devices/system/node/online", "--cpuset-mems")?;
+    let own_netns = h.network_mode != "host";
+    for k in h.sysctls.keys() {
+        runtime::spec::check_sysctl(k, own_netns).map_err(|e| EngineError::BadRequest(format!("--sysctl: {e}")))?;
+    }
+    let mut hard_max = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    for u in &h.ulimits {
+        let Some((_, kind)) = runtime::spec::RLIMITS.iter().find(|(n, _)| *n == u.name) else {
+            return Err(EngineError::BadRequest(format!("--ulimit: invalid ulimit type: {}", u.name)));
+        };
+        if u.soft < 0 || u.hard < 0 || u.soft > u.hard {
+            return Err(EngineError::BadRequest(format!(
+                "--ulimit {}: soft limit {} must not be above hard limit {}",
+                u.name, u.soft, u.hard
+            )));
+        }
+        // Without CAP_SYS_RESOURCE nobody can raise a hard limit: refuse now, not at start.
+        let res = rlimit_resource(kind);
+        // SAFETY: getrlimit writes into the rlimit we own.
+        if unsafe { libc::getrlimit(res, &mut hard_max) } == 0
+            && hard_max.rlim_max != libc::RLIM_INFINITY
+            && u.hard as u64 > hard_max.rlim_max
+            && !has_cap_sys_resource()
+        {
+            return Err(EngineError::BadRequest(format!(
+                "--ulimit {}: hard limit {} is above this host's {} and the daemon cannot raise it",
+                u.name, u.hard, hard_max.rlim_max
+            )));
+        }
+    }
+    for opt in &h.security_opt {
+        match opt.split_once(['=', ':']).map(|(k, v)| (k, Some(v))).unwrap_or((opt.as_str(), None)) {
+            ("no-new-privileges", None | Some("true") | Some("false")) => {}
+            ("seccomp", Some("unconfined")) | ("apparmor", Some("unconfined")) | ("label", Some("disable")) => {}
+            ("seccomp", Some(_)) => {
+                return Err(EngineError::Unsupported(
+                    "--security-opt seccomp=PROFILE: seccomp profiles are not supported yet".into(),
+                ));
+            }
+            _ => return Err(EngineError::BadRequest(format!("invalid --security-opt: \"{opt}\""))),
+        }
+    }
     if h.cpu_shares < 0 {
         return Err(EngineError::BadRequest("invalid CPU shares: must be positive".into()));
     }
@@ -105,6 +159,72 @@ fn validate_host_config(h: &HostConfig) -> Result<()> {
         other => {
             return Err(EngineError::Unsupported(format!("network mode `{other}` is not supported yet")));
         }
+    }
+    Ok(())
+}
+
+fn rlimit_resource(kind: &str) -> libc::__rlimit_resource_t {
+    match kind {
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        _ => libc::RLIMIT_NOFILE,
+    }
+}
+
+/// Whether this process holds CAP_SYS_RESOURCE (bit 24) in its effective set.
+fn has_cap_sys_resource() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("CapEff:").and_then(|h| u64::from_str_radix(h.trim(), 16).ok()))
+        })
+        .is_some_and(|c| c & (1 << 24) != 0)
+}
+
+/// Parses a cpuset list (`0-2,4`) into its members.
+fn parse_cpuset(s: &str) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?);
+                if a > b {
+                    return None;
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().ok()?),
+        }
+    }
+    Some(out)
+}
+
+/// Refuses a cpuset naming CPUs (or memory nodes) the host does not have.
+fn check_cpuset(want: &str, online: &str, flag: &str) -> Result<()> {
+    if want.is_empty() {
+        return Ok(());
+    }
+    let asked =
+        parse_cpuset(want).ok_or_else(|| EngineError::BadRequest(format!("invalid value {want} for {flag}")))?;
+    let have = std::fs::read_to_string(online).ok().and_then(|s| parse_cpuset(s.trim())).unwrap_or_else(|| vec![0]);
+    if let Some(bad) = asked.iter().find(|c| !have.contains(c)) {
+        return Err(EngineError::BadRequest(format!(
+            "invalid value {want} for {flag}: {bad} is not available on this host (online: {})",
+            std::fs::read_to_string(online).unwrap_or_default().trim()
+        )));
     }
     Ok(())
 }
@@ -309,7 +429,9 @@ impl Engine {
                     terminal: rec.config.tty,
                     console_size,
                     privileged: h.privileged,
-                    no_new_privileges: false,
+                    no_new_privileges: h.security_opt.iter().any(|o| {
+                        o == "no-new-privileges" || o == "no-new-privileges=true" || o == "no-new-privileges:true"
+                    }),
                     cap_add: h.cap_add.clone(),
                     cap_drop: h.cap_drop.clone(),
                 },
@@ -324,9 +446,20 @@ impl Engine {
                     nano_cpus: h.nano_cpus,
                     cpu_shares: h.cpu_shares,
                     pids_limit: h.pids_limit,
+                    memory_reservation: h.memory_reservation,
+                    cpuset_cpus: h.cpuset_cpus.clone(),
+                    cpuset_mems: h.cpuset_mems.clone(),
+                    blkio_weight: h.blkio_weight,
                 },
                 mounts,
                 shm_size: if h.shm_size > 0 { Some(h.shm_size) } else { None },
+                tmpfs: h.tmpfs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                rlimits: h
+                    .ulimits
+                    .iter()
+                    .map(|u| runtime::spec::Rlimit { name: u.name.clone(), soft: u.soft as u64, hard: u.hard as u64 })
+                    .collect(),
+                sysctl: h.sysctls.clone(),
             };
             spec.write_bundle(&dir)?;
             let shim = ShimConfig {
@@ -340,6 +473,7 @@ impl Engine {
                 tty: rec.config.tty,
                 stdin: rec.config.open_stdin,
                 stdin_once: rec.config.stdin_once,
+                cgroup: Some(format!("/berth/{id}")),
             };
             let _ = std::fs::remove_file(&shim.exit_file);
             Ok((spec, shim))

@@ -13,6 +13,7 @@
 //!
 //! Everything here is synchronous: clone/fork/setns never happen on async worker threads.
 
+pub mod cgroups;
 pub mod libct;
 pub mod shim;
 pub mod spec;

@@ -91,6 +91,68 @@ pub struct Resources {
     pub cpu_shares: i64,
     /// None or <= 0: unlimited.
     pub pids_limit: Option<i64>,
+    /// Soft limit in bytes; 0 is unset.
+    pub memory_reservation: i64,
+    /// `0-3`, `0,2`; empty is all.
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    /// 10 to 1000; 0 is unset.
+    pub blkio_weight: u16,
+}
+
+/// A resource limit for the process (`--ulimit nofile=1024:2048`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rlimit {
+    /// Docker's short name: `nofile`, `nproc`, `core`…
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// The rlimits Docker's `--ulimit` knows, by short name.
+pub const RLIMITS: [(&str, &str); 16] = [
+    ("as", "RLIMIT_AS"),
+    ("core", "RLIMIT_CORE"),
+    ("cpu", "RLIMIT_CPU"),
+    ("data", "RLIMIT_DATA"),
+    ("fsize", "RLIMIT_FSIZE"),
+    ("locks", "RLIMIT_LOCKS"),
+    ("memlock", "RLIMIT_MEMLOCK"),
+    ("msgqueue", "RLIMIT_MSGQUEUE"),
+    ("nice", "RLIMIT_NICE"),
+    ("nofile", "RLIMIT_NOFILE"),
+    ("nproc", "RLIMIT_NPROC"),
+    ("rss", "RLIMIT_RSS"),
+    ("rtprio", "RLIMIT_RTPRIO"),
+    ("rttime", "RLIMIT_RTTIME"),
+    ("sigpending", "RLIMIT_SIGPENDING"),
+    ("stack", "RLIMIT_STACK"),
+];
+
+/// Sysctls a container may set: those namespaced per IPC or network namespace (moby's
+/// `ValidateSysctl`). `net.*` only when the container has its own network namespace.
+pub fn check_sysctl(key: &str, own_netns: bool) -> Result<(), String> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        return Ok(());
+    }
+    if key.starts_with("net.") {
+        return if own_netns {
+            Ok(())
+        } else {
+            Err(format!("sysctl \"{key}\" is not allowed with the host's network namespace"))
+        };
+    }
+    Err(format!("sysctl \"{key}\" is not allowed: it is not namespaced, so it would change the host"))
 }
 
 /// Everything the engine decided about one container, ready to become an OCI spec.
@@ -106,6 +168,10 @@ pub struct RunSpec {
     pub resources: Resources,
     pub mounts: Vec<BindMount>,
     pub shm_size: Option<i64>,
+    /// `--tmpfs`: destination and mount options (`size=64m,mode=1777`).
+    pub tmpfs: Vec<(String, String)>,
+    pub rlimits: Vec<Rlimit>,
+    pub sysctl: std::collections::BTreeMap<String, String>,
 }
 
 impl ProcessSpec {
@@ -254,6 +320,11 @@ impl RunSpec {
             json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
             json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", shm]}),
         ];
+        for (dst, opts) in &self.tmpfs {
+            let mut options = vec!["nosuid".to_owned(), "nodev".to_owned(), "noexec".to_owned()];
+            options.extend(opts.split(',').filter(|o| !o.is_empty()).map(str::to_owned));
+            mounts.push(json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": options}));
+        }
         for m in &self.mounts {
             let mut options = vec!["rbind", "rprivate"];
             if m.readonly {
@@ -289,12 +360,21 @@ impl RunSpec {
             }
         }
         let r = &self.resources;
-        if r.memory > 0 {
-            let mut mem = json!({"limit": r.memory});
-            if r.memory_swap != 0 {
+        if r.memory > 0 || r.memory_reservation > 0 {
+            let mut mem = json!({});
+            if r.memory > 0 {
+                mem["limit"] = json!(r.memory);
+            }
+            if r.memory > 0 && r.memory_swap != 0 {
                 mem["swap"] = json!(r.memory_swap);
             }
+            if r.memory_reservation > 0 {
+                mem["reservation"] = json!(r.memory_reservation);
+            }
             resources["memory"] = mem;
+        }
+        if r.blkio_weight > 0 {
+            resources["blockIO"] = json!({"weight": r.blkio_weight});
         }
         if r.nano_cpus > 0 || r.cpu_shares > 0 {
             let mut cpu = json!({});
@@ -308,6 +388,17 @@ impl RunSpec {
             }
             resources["cpu"] = cpu;
         }
+        if !r.cpuset_cpus.is_empty() || !r.cpuset_mems.is_empty() {
+            let cpu = resources.as_object_mut().map(|o| o.entry("cpu").or_insert_with(|| json!({})));
+            if let Some(cpu) = cpu {
+                if !r.cpuset_cpus.is_empty() {
+                    cpu["cpus"] = json!(r.cpuset_cpus);
+                }
+                if !r.cpuset_mems.is_empty() {
+                    cpu["mems"] = json!(r.cpuset_mems);
+                }
+            }
+        }
         if let Some(p) = r.pids_limit.filter(|p| *p > 0) {
             resources["pids"] = json!({"limit": p});
         }
@@ -316,13 +407,30 @@ impl RunSpec {
             "cgroupsPath": self.cgroups_path,
             "resources": resources,
         });
+        if !self.sysctl.is_empty() {
+            linux["sysctl"] = json!(self.sysctl);
+        }
         if !self.process.privileged {
             linux["maskedPaths"] = json!(MASKED_PATHS);
             linux["readonlyPaths"] = json!(READONLY_PATHS);
         }
+        let mut process = self.process.to_json();
+        if !self.rlimits.is_empty() {
+            let rl: Vec<Value> = self
+                .rlimits
+                .iter()
+                .filter_map(|l| {
+                    RLIMITS
+                        .iter()
+                        .find(|(n, _)| *n == l.name)
+                        .map(|(_, t)| json!({"type": t, "soft": l.soft, "hard": l.hard}))
+                })
+                .collect();
+            process["rlimits"] = json!(rl);
+        }
         let spec = json!({
             "ociVersion": "1.0.2",
-            "process": self.process.to_json(),
+            "process": process,
             "root": {"path": self.rootfs, "readonly": self.readonly_rootfs},
             "hostname": self.hostname,
             "mounts": mounts,

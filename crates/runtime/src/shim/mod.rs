@@ -223,6 +223,7 @@ fn run(config_path: &Path) -> Result<(), String> {
         }
     }
     output.flush();
+    let oom_killed = shared.cfg.cgroup.as_deref().is_some_and(crate::cgroups::oom_killed);
     if matches!(shared.cfg.kind, ShimKind::Init { .. })
         && let Err(e) = shared.runtime.delete(&shared.cfg.container_id, true)
     {
@@ -231,7 +232,7 @@ fn run(config_path: &Path) -> Result<(), String> {
     let exit = ExitStatus {
         exit_code: status,
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        oom_killed: false,
+        oom_killed,
     };
     write_exit_file(&shared.cfg.exit_file, &exit)?;
     *shared.exit.lock().map_err(|_| "exit lock poisoned")? = Some(exit);

@@ -30,6 +30,9 @@ pub struct ShimConfig {
     pub tty: bool,
     pub stdin: bool,
     pub stdin_once: bool,
+    /// The container's cgroup path (as in the spec), read for OOM kills before it is removed.
+    #[serde(default)]
+    pub cgroup: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
