@@ -699,3 +699,30 @@ fn root_confinement_and_limits_cgroup_v1() {
 fn runtime_is_v1() -> bool {
     std::path::Path::new("/sys/fs/cgroup/memory").is_dir()
 }
+
+#[test]
+fn root_init_reaps_and_forwards_signals() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    let o = d.berth(&["run", "--rm", "--init", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"]);
+    assert!(stdout(&o).starts_with("/sbin/docker-init -- sh -c"), "{} {}", stdout(&o), stderr(&o));
+    // `sleep` as PID 1 ignores SIGTERM; under the init it gets it and stop is quick.
+    assert!(d.berth(&["run", "-d", "--init", "--name", "sleeper", "busybox", "sleep", "100"]).status.success());
+    let t = Instant::now();
+    assert!(d.berth(&["stop", "-t", "10", "sleeper"]).status.success());
+    assert!(t.elapsed() < Duration::from_secs(5), "stop took {:?}", t.elapsed());
+    assert_eq!(d.inspect("sleeper")["State"]["ExitCode"], 143);
+    // Orphans are reaped: no zombie is left after the parent of a background child exits.
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "sh -c 'sleep 0.2 &' ; sleep 0.6; ps -o stat | grep -c Z",
+    ]);
+    assert_eq!(stdout(&o).trim(), "0", "{}", stderr(&o));
+}

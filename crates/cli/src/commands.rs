@@ -267,6 +267,7 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
         privileged: a.privileged,
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
+        init: a.init.then_some(true),
         tmpfs,
         ulimits,
         sysctls,

@@ -143,6 +143,9 @@ pub struct RunArgs {
     /// Add Linux capabilities
     #[arg(long)]
     pub cap_add: Vec<String>,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
     /// Mount a tmpfs directory (DEST[:OPTIONS])
     #[arg(long)]
     pub tmpfs: Vec<String>,

@@ -25,6 +25,7 @@ pub struct DaemonJson {
     pub exec_root: Option<PathBuf>,
     pub hosts: Vec<String>,
     pub debug: bool,
+    pub init_path: Option<PathBuf>,
 }
 
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/berth";
@@ -77,14 +78,15 @@ fn lock_data_root(root: &Path) -> Result<DataRootLock> {
 pub async fn run(opts: DaemonOptions) -> Result<()> {
     let explicit = opts.config_file != Path::new("/etc/berth/daemon.json");
     let json = load_json(&opts.config_file, explicit)?;
-    let data_root = opts.data_root.or(json.data_root).unwrap_or_else(|| DEFAULT_DATA_ROOT.into());
-    let exec_root = opts.exec_root.or(json.exec_root).unwrap_or_else(|| DEFAULT_EXEC_ROOT.into());
-    let mut hosts = if opts.hosts.is_empty() { json.hosts } else { opts.hosts };
+    let data_root = opts.data_root.or(json.data_root.clone()).unwrap_or_else(|| DEFAULT_DATA_ROOT.into());
+    let exec_root = opts.exec_root.or(json.exec_root.clone()).unwrap_or_else(|| DEFAULT_EXEC_ROOT.into());
+    let mut hosts = if opts.hosts.is_empty() { json.hosts.clone() } else { opts.hosts };
     if hosts.is_empty() {
         hosts.push(DEFAULT_HOST.into());
     }
     let _lock = lock_data_root(&data_root)?;
-    let engine = Engine::open(Paths { data_root: data_root.clone(), exec_root }).await?;
+    let settings = crate::engine::Settings { init_path: json.init_path.clone() };
+    let engine = Engine::open(Paths { data_root: data_root.clone(), exec_root }, settings).await?;
     let app = crate::http::router(engine);
     // The version prefix is stripped before routing, so one route table serves `/v1.45/…` and `/…`.
     let app = tower::Layer::layer(

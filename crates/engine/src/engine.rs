@@ -48,8 +48,16 @@ impl Paths {
     }
 }
 
+/// Daemon settings the engine acts on (from daemon.json and flags).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// The init run as PID 1 with `--init` (Docker's `init-path`); found on PATH when unset.
+    pub init_path: Option<PathBuf>,
+}
+
 pub struct Engine {
     pub paths: Paths,
+    pub settings: Settings,
     pub images: Arc<ImageStore>,
     db: Mutex<Connection>,
     containers: RwLock<HashMap<String, Arc<Container>>>,
@@ -59,7 +67,7 @@ pub struct Engine {
 
 impl Engine {
     /// Opens the stores under the data root and reconnects to running containers' shims.
-    pub async fn open(paths: Paths) -> Result<Arc<Self>> {
+    pub async fn open(paths: Paths, settings: Settings) -> Result<Arc<Self>> {
         for d in [
             paths.data_root.join("containers"),
             paths.exec_root.join("s"),
@@ -79,6 +87,7 @@ impl Engine {
         };
         let engine = Arc::new(Engine {
             paths,
+            settings,
             images: Arc::new(images),
             db: Mutex::new(db),
             containers: RwLock::new(HashMap::new()),
@@ -214,6 +223,31 @@ impl Engine {
         let mut users = map.values().filter(|c| c.lock().image == image);
         let all: Vec<_> = users.by_ref().map(|c| (c.id.clone(), c.status().is_live())).collect();
         all.iter().find(|(_, r)| *r).or(all.first()).cloned()
+    }
+
+    /// The init binary for `--init`: `init-path`, else docker-init or tini-static.
+    pub fn init_binary(&self) -> Result<PathBuf> {
+        if let Some(p) = &self.settings.init_path {
+            return if p.is_file() {
+                Ok(p.clone())
+            } else {
+                Err(EngineError::BadRequest(format!("--init: init-path `{}` does not exist", p.display())))
+            };
+        }
+        [
+            "/usr/bin/docker-init",
+            "/usr/libexec/docker/docker-init",
+            "/usr/bin/tini-static",
+            "/usr/local/bin/docker-init",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            EngineError::BadRequest(
+                "--init: no init binary found (install Debian's tini, or set init-path in daemon.json)".into(),
+            )
+        })
     }
 
     pub fn data_root(&self) -> &Path {

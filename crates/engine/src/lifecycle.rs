@@ -273,6 +273,9 @@ impl Engine {
         let image_name = cfg.image.clone();
         let img =
             tokio::task::spawn_blocking(move || images.resolve(&image_name)).await.map_err(EngineError::internal)?;
+        if host.init == Some(true) {
+            self.init_binary()?;
+        }
         let img = img.map_err(|e| match e {
             image::ImageError::NotFound(_) => image::ImageError::NotFound(
                 oci::Reference::parse_with_default_tag(&cfg.image)
@@ -384,6 +387,7 @@ impl Engine {
         let paths = self.paths.clone();
         let images = self.images.clone();
         let image_id = rec.image.clone();
+        let init = if rec.host_config.init == Some(true) { Some(self.init_binary()?) } else { None };
         let (spec, shim_cfg) = tokio::task::spawn_blocking(move || -> Result<(RunSpec, ShimConfig)> {
             let img = images.resolve(&image_id)?;
             let lowers = images.layer_dirs(&img)?;
@@ -419,10 +423,20 @@ impl Engine {
             for f in ["resolv.conf", "hostname", "hosts"] {
                 mounts.push(BindMount { source: dir.join(f), destination: format!("/etc/{f}"), readonly: false });
             }
+            // --init: a small init as PID 1 reaps zombies and forwards signals to the command.
+            let mut args: Vec<String> = std::iter::once(rec.path.clone()).chain(rec.args.iter().cloned()).collect();
+            if let Some(init) = &init {
+                mounts.push(BindMount {
+                    source: init.clone(),
+                    destination: "/sbin/docker-init".into(),
+                    readonly: true,
+                });
+                args.splice(0..0, ["/sbin/docker-init".to_owned(), "--".to_owned()]);
+            }
             let console_size = h.console_size.as_ref().filter(|v| v.len() == 2 && v[0] > 0).map(|v| (v[0], v[1]));
             let spec = RunSpec {
                 process: ProcessSpec {
-                    args: std::iter::once(rec.path.clone()).chain(rec.args.iter().cloned()).collect(),
+                    args,
                     env,
                     cwd: if rec.config.working_dir.is_empty() { "/".into() } else { rec.config.working_dir.clone() },
                     user: user.user,
