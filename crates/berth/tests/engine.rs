@@ -726,3 +726,65 @@ fn root_init_reaps_and_forwards_signals() {
     ]);
     assert_eq!(stdout(&o).trim(), "0", "{}", stderr(&o));
 }
+
+#[test]
+fn root_stats_and_update_cgroup_v1() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    assert!(
+        d.berth(&[
+            "run",
+            "-d",
+            "--name",
+            "st",
+            "-m",
+            "64m",
+            "busybox",
+            "sh",
+            "-c",
+            "x=$(head -c 4000000 /dev/zero | tr '\\0' a); sleep 60"
+        ])
+        .status
+        .success()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (s, b) = d.http("GET", "/containers/st/stats?stream=false&one-shot=true", None).expect("http");
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_str(b.trim()).expect("stats json");
+    assert_eq!(v["memory_stats"]["limit"], 64 << 20);
+    assert!(v["memory_stats"]["usage"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert!(v["memory_stats"]["max_usage"].as_u64().unwrap_or(0) > 4_000_000, "{v}");
+    assert!(v["pids_stats"]["current"].as_u64().unwrap_or(0) >= 1);
+    assert!(v["cpu_stats"]["cpu_usage"]["total_usage"].as_u64().unwrap_or(0) > 0);
+    assert!(v["cpu_stats"]["system_cpu_usage"].as_u64().unwrap_or(0) > 0);
+    let o = d.berth(&["stats", "--no-stream", "st"]);
+    let out = stdout(&o);
+    assert!(out.starts_with("CONTAINER ID   NAME"), "{out}");
+    assert!(out.contains(" / 64MiB"), "{out}");
+    // update changes the running container's limits.
+    assert!(
+        d.berth(&["update", "-m", "128m", "--memory-swap", "256m", "--pids-limit", "50", "--cpus", "0.5", "st"])
+            .status
+            .success()
+    );
+    let id = d.inspect("st")["Id"].as_str().expect("id").to_owned();
+    if runtime_is_v1() {
+        let read = |c: &str, f: &str| {
+            std::fs::read_to_string(format!("/sys/fs/cgroup/{c}/berth/{id}/{f}")).unwrap_or_default().trim().to_owned()
+        };
+        assert_eq!(read("memory", "memory.limit_in_bytes"), (128 << 20).to_string());
+        assert_eq!(read("pids", "pids.max"), "50");
+        assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
+    }
+    assert_eq!(d.inspect("st")["HostConfig"]["Memory"], 128 << 20);
+    let o = d.berth(&["update", "-m", "1m", "st"]);
+    assert!(stderr(&o).contains("Minimum memory limit allowed is 6MB"), "{}", stderr(&o));
+    if let Some(o) = d.docker(&["stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", "st"]) {
+        assert!(stdout(&o).starts_with("st ") && stdout(&o).contains("/ 128MiB"), "{} {}", stdout(&o), stderr(&o));
+        let o = d.docker(&["update", "--memory", "96m", "--memory-swap", "192m", "st"]).expect("docker");
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(d.inspect("st")["HostConfig"]["Memory"], 96 << 20);
+    }
+}

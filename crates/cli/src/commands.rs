@@ -133,6 +133,8 @@ pub async fn dispatch(c: &Client, cmd: Command) -> i32 {
         Command::Pause(a) => simple_post(c, &a.names, "pause").await,
         Command::Unpause(a) => simple_post(c, &a.names, "unpause").await,
         Command::Import(a) => import(c, a).await,
+        Command::Stats(a) => stats(c, a).await,
+        Command::Update(a) => update(c, a).await,
         Command::Images(a) => images(c, a).await,
         Command::Rmi(a) => {
             let force = a.force;
@@ -968,6 +970,154 @@ async fn info(c: &Client) -> i32 {
             1
         }
     }
+}
+
+/// Docker's `units.BytesSize`: binary units (`1.5MiB`).
+pub fn bytes_size(n: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n.max(0.0);
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    let s = format!("{v:.3}");
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_owned() } else { s };
+    format!("{s}{}", units[i])
+}
+
+/// One row of `docker stats` from a stats sample.
+fn stats_row(v: &Value, no_trunc: bool) -> Vec<String> {
+    let u = |p: &[&str]| p.iter().try_fold(v, |acc, k| acc.get(*k)).and_then(Value::as_f64).unwrap_or(0.0);
+    let cpu_delta = u(&["cpu_stats", "cpu_usage", "total_usage"]) - u(&["precpu_stats", "cpu_usage", "total_usage"]);
+    let sys_delta = u(&["cpu_stats", "system_cpu_usage"]) - u(&["precpu_stats", "system_cpu_usage"]);
+    let online = u(&["cpu_stats", "online_cpus"]).max(1.0);
+    let cpu = if sys_delta > 0.0 && cpu_delta > 0.0 { cpu_delta / sys_delta * online * 100.0 } else { 0.0 };
+    let usage = u(&["memory_stats", "usage"]);
+    // Page cache that could be dropped is not counted, as docker does (v1, then v2 names).
+    let inactive = {
+        let v1 = u(&["memory_stats", "stats", "total_inactive_file"]);
+        if v1 > 0.0 { v1 } else { u(&["memory_stats", "stats", "inactive_file"]) }
+    };
+    let mem = if inactive < usage { usage - inactive } else { usage };
+    let limit = u(&["memory_stats", "limit"]);
+    let mem_pct = if limit > 0.0 { mem / limit * 100.0 } else { 0.0 };
+    let (mut rd, mut wr) = (0.0, 0.0);
+    for e in v.pointer("/blkio_stats/io_service_bytes_recursive").and_then(Value::as_array).into_iter().flatten() {
+        let val = e.get("value").and_then(Value::as_f64).unwrap_or(0.0);
+        match e.get("op").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
+            Some("read") => rd += val,
+            Some("write") => wr += val,
+            _ => {}
+        }
+    }
+    let id = v.get("id").and_then(Value::as_str).unwrap_or_default();
+    vec![
+        if no_trunc { id.to_owned() } else { short_id(id) },
+        v.get("name").and_then(Value::as_str).unwrap_or_default().trim_start_matches('/').to_owned(),
+        format!("{cpu:.2}%"),
+        format!("{} / {}", bytes_size(mem), bytes_size(limit)),
+        format!("{mem_pct:.2}%"),
+        "0B / 0B".to_owned(),
+        format!("{} / {}", human_size(rd as i64), human_size(wr as i64)),
+        format!("{}", u(&["pids_stats", "current"]) as i64),
+    ]
+}
+
+async fn stats(c: &Client, a: crate::StatsArgs) -> i32 {
+    let names = if a.containers.is_empty() {
+        match c.get::<Vec<ContainerSummary>>(&format!("/containers/json?all={}", u8::from(a.all))).await {
+            Ok(l) => l.into_iter().map(|s| s.id).collect(),
+            Err(e) => {
+                report(&e);
+                return 1;
+            }
+        }
+    } else {
+        a.containers.clone()
+    };
+    let header = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"];
+    loop {
+        let mut rows = Vec::new();
+        for n in &names {
+            match c.get::<Value>(&format!("/containers/{}/stats?stream=false", enc(n))).await {
+                Ok(v) => rows.push(stats_row(&v, a.no_trunc)),
+                Err(e) => {
+                    report(&e);
+                    return 1;
+                }
+            }
+        }
+        if !a.no_stream && crate::stream::stdout_is_tty() {
+            print!("\x1b[2J\x1b[H");
+        }
+        print!("{}", table(&header, &rows));
+        if a.no_stream {
+            return 0;
+        }
+    }
+}
+
+async fn update(c: &Client, a: crate::UpdateArgs) -> i32 {
+    let mut body = serde_json::Map::new();
+    let mut put = |k: &str, v: Value| {
+        body.insert(k.to_owned(), v);
+    };
+    let bytes = |s: &Option<String>| -> Result<Option<i64>, String> {
+        match s.as_deref() {
+            Some("-1") => Ok(Some(-1)),
+            Some(s) => parse_bytes(s).map(Some),
+            None => Ok(None),
+        }
+    };
+    let parsed = (|| -> Result<(), String> {
+        if let Some(m) = bytes(&a.memory)? {
+            put("Memory", m.into());
+        }
+        if let Some(m) = bytes(&a.memory_swap)? {
+            put("MemorySwap", m.into());
+        }
+        if let Some(m) = bytes(&a.memory_reservation)? {
+            put("MemoryReservation", m.into());
+        }
+        Ok(())
+    })();
+    if let Err(e) = parsed {
+        eprintln!("berth: {e}");
+        return 1;
+    }
+    if let Some(n) = a.cpus {
+        body.insert("NanoCpus".into(), ((n * 1e9) as i64).into());
+    }
+    if let Some(s) = a.cpu_shares {
+        body.insert("CpuShares".into(), s.into());
+    }
+    if let Some(p) = a.pids_limit {
+        body.insert("PidsLimit".into(), p.into());
+    }
+    if let Some(s) = &a.cpuset_cpus {
+        body.insert("CpusetCpus".into(), s.clone().into());
+    }
+    if let Some(w) = a.blkio_weight {
+        body.insert("BlkioWeight".into(), w.into());
+    }
+    if let Some(r) = &a.restart {
+        let (name, max) = r.split_once(':').unwrap_or((r, "0"));
+        body.insert(
+            "RestartPolicy".into(),
+            serde_json::json!({"Name": name, "MaximumRetryCount": max.parse::<i64>().unwrap_or(0)}),
+        );
+    }
+    let body = Value::Object(body);
+    each(&a.containers, |n| {
+        let body = body.clone();
+        async move {
+            c.post_raw(&format!("/containers/{}/update", enc(&n)), Some(&body)).await?;
+            println!("{n}");
+            Ok(())
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ fn merge_config(mut cfg: ContainerConfig, image: &Value) -> ContainerConfig {
 }
 
 /// Checks the limits in a HostConfig as Docker does, naming the option at fault.
-fn validate_host_config(h: &HostConfig) -> Result<()> {
+pub(crate) fn validate_host_config(h: &HostConfig) -> Result<()> {
     if h.memory != 0 && h.memory < 6 * 1024 * 1024 {
         return Err(EngineError::BadRequest("Minimum memory limit allowed is 6MB".into()));
     }

@@ -24,3 +24,181 @@ pub fn oom_killed(path: &str) -> bool {
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse::<u64>().ok())))
         .is_some_and(|n| n > 0)
 }
+
+fn read_trim(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned())
+}
+
+fn read_u64(p: &Path) -> Option<u64> {
+    read_trim(p).and_then(|s| s.parse().ok())
+}
+
+/// `key value` lines (memory.stat, cpu.stat) as a map.
+fn read_kv(p: &Path) -> serde_json::Map<String, serde_json::Value> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            l.split_once(' ').and_then(|(k, v)| v.trim().parse::<u64>().ok().map(|v| (k.to_owned(), v.into())))
+        })
+        .collect()
+}
+
+/// Host CPU time in nanoseconds, from the first line of /proc/stat (as Docker computes
+/// `system_cpu_usage`).
+pub fn system_cpu_usage() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.split_whitespace().skip(1).take(7).filter_map(|v| v.parse::<u64>().ok()).sum::<u64>())
+        })
+        .map(|jiffies| jiffies * (1_000_000_000 / tck))
+        .unwrap_or(0)
+}
+
+/// One sample of a container's cgroup in the shape of Docker's stats
+/// (`cpu_stats`, `memory_stats`, `pids_stats`, `blkio_stats`).
+pub fn stats(path: &str) -> serde_json::Value {
+    use serde_json::json;
+    let online = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let max_or_unlimited = |s: Option<String>| s.and_then(|v| v.parse::<u64>().ok()).unwrap_or(u64::MAX);
+    if is_v2() {
+        let d = controller_dir("", path);
+        let cpu = read_kv(&d.join("cpu.stat"));
+        let us = |k: &str| cpu.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let mem = read_kv(&d.join("memory.stat"));
+        return json!({
+            "cpu_stats": {
+                "cpu_usage": {"total_usage": us("usage_usec") * 1000, "usage_in_kernelmode": us("system_usec") * 1000, "usage_in_usermode": us("user_usec") * 1000},
+                "system_cpu_usage": system_cpu_usage(),
+                "online_cpus": online,
+                "throttling_data": {"periods": us("nr_periods"), "throttled_periods": us("nr_throttled"), "throttled_time": us("throttled_usec") * 1000},
+            },
+            "memory_stats": {
+                "usage": read_u64(&d.join("memory.current")).unwrap_or(0),
+                "limit": max_or_unlimited(read_trim(&d.join("memory.max"))),
+                "stats": mem,
+            },
+            "pids_stats": {"current": read_u64(&d.join("pids.current")).unwrap_or(0), "limit": max_or_unlimited(read_trim(&d.join("pids.max")))},
+            "blkio_stats": {"io_service_bytes_recursive": null},
+        });
+    }
+    let c = |ctl: &str, f: &str| controller_dir(ctl, path).join(f);
+    let percpu: Vec<u64> = read_trim(&c("cpuacct", "cpuacct.usage_percpu"))
+        .map(|s| s.split_whitespace().filter_map(|v| v.parse().ok()).collect())
+        .unwrap_or_default();
+    let acct = read_kv(&c("cpuacct", "cpuacct.stat"));
+    // SAFETY: sysconf has no preconditions.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let ticks = |k: &str| acct.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0) * (1_000_000_000 / tck);
+    let thr = read_kv(&c("cpu", "cpu.stat"));
+    let t = |k: &str| thr.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let blkio: Vec<serde_json::Value> = std::fs::read_to_string(c("blkio", "blkio.throttle.io_service_bytes_recursive"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (maj, min) = f.first()?.split_once(':')?;
+            Some(json!({"major": maj.parse::<u64>().ok()?, "minor": min.parse::<u64>().ok()?, "op": f.get(1)?, "value": f.get(2)?.parse::<u64>().ok()?}))
+        })
+        .collect();
+    json!({
+        "cpu_stats": {
+            "cpu_usage": {
+                "total_usage": read_u64(&c("cpuacct", "cpuacct.usage")).unwrap_or(0),
+                "percpu_usage": percpu,
+                "usage_in_kernelmode": ticks("system"),
+                "usage_in_usermode": ticks("user"),
+            },
+            "system_cpu_usage": system_cpu_usage(),
+            "online_cpus": online,
+            "throttling_data": {"periods": t("nr_periods"), "throttled_periods": t("nr_throttled"), "throttled_time": t("throttled_time")},
+        },
+        "memory_stats": {
+            "usage": read_u64(&c("memory", "memory.usage_in_bytes")).unwrap_or(0),
+            "max_usage": read_u64(&c("memory", "memory.max_usage_in_bytes")).unwrap_or(0),
+            "limit": read_u64(&c("memory", "memory.limit_in_bytes")).unwrap_or(u64::MAX),
+            "stats": read_kv(&c("memory", "memory.stat")),
+        },
+        "pids_stats": {"current": read_u64(&c("pids", "pids.current")).unwrap_or(0), "limit": max_or_unlimited(read_trim(&c("pids", "pids.max")))},
+        "blkio_stats": {"io_service_bytes_recursive": blkio},
+    })
+}
+
+/// New limits for a running container (`docker update`); unset fields are left alone.
+#[derive(Debug, Clone, Default)]
+pub struct Update {
+    pub memory: Option<i64>,
+    pub memory_swap: Option<i64>,
+    pub memory_reservation: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub cpu_shares: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub cpuset_cpus: Option<String>,
+    pub blkio_weight: Option<u16>,
+}
+
+/// Writes new limits into the container's cgroup, v1 or v2.
+pub fn update(path: &str, u: &Update) -> Result<(), String> {
+    let write = |ctl: &str, file: &str, v: String| -> Result<(), String> {
+        let p = controller_dir(ctl, path).join(file);
+        std::fs::write(&p, &v).map_err(|e| format!("write {v} to `{}`: {e}", p.display()))
+    };
+    let v2 = is_v2();
+    let unlimited = |n: i64| if n <= 0 { if v2 { "max".to_owned() } else { "-1".to_owned() } } else { n.to_string() };
+    if let Some(m) = u.memory {
+        // v1 refuses a memory limit above memsw: raise memsw first when both change.
+        if let Some(s) = u.memory_swap
+            && !v2
+        {
+            let _ = write("memory", "memory.memsw.limit_in_bytes", unlimited(s));
+        }
+        write("memory", if v2 { "memory.max" } else { "memory.limit_in_bytes" }, unlimited(m))?;
+    }
+    if let Some(s) = u.memory_swap {
+        if v2 {
+            let swap = match (s, u.memory) {
+                (s, Some(m)) if s > 0 && m > 0 => (s - m).to_string(),
+                _ => "max".to_owned(),
+            };
+            write("memory", "memory.swap.max", swap)?;
+        } else {
+            write("memory", "memory.memsw.limit_in_bytes", unlimited(s))?;
+        }
+    }
+    if let Some(r) = u.memory_reservation {
+        write("memory", if v2 { "memory.low" } else { "memory.soft_limit_in_bytes" }, unlimited(r))?;
+    }
+    if let Some(n) = u.nano_cpus {
+        let period = 100_000i64;
+        let quota = if n > 0 { n * period / 1_000_000_000 } else { -1 };
+        if v2 {
+            write("cpu", "cpu.max", if quota > 0 { format!("{quota} {period}") } else { format!("max {period}") })?;
+        } else {
+            write("cpu", "cpu.cfs_period_us", period.to_string())?;
+            write("cpu", "cpu.cfs_quota_us", quota.to_string())?;
+        }
+    }
+    if let Some(s) = u.cpu_shares.filter(|s| *s > 0) {
+        if v2 {
+            // The OCI mapping of shares (2..262144) onto weight (1..10000).
+            write("cpu", "cpu.weight", (1 + ((s.clamp(2, 262_144) - 2) * 9999) / 262_142).to_string())?;
+        } else {
+            write("cpu", "cpu.shares", s.to_string())?;
+        }
+    }
+    if let Some(p) = u.pids_limit {
+        write("pids", "pids.max", if p > 0 { p.to_string() } else { "max".to_owned() })?;
+    }
+    if let Some(c) = &u.cpuset_cpus {
+        write("cpuset", "cpuset.cpus", c.clone())?;
+    }
+    if let Some(w) = u.blkio_weight.filter(|w| *w > 0) {
+        write("blkio", if v2 { "io.weight" } else { "blkio.weight" }, w.to_string())?;
+    }
+    Ok(())
+}

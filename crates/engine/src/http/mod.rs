@@ -3,6 +3,7 @@
 mod containers;
 mod exec;
 mod images;
+mod stats;
 mod system;
 
 use std::collections::HashMap;
@@ -42,6 +43,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/pause", post(containers::pause))
         .route("/containers/{id}/unpause", post(containers::unpause))
         .route("/containers/{id}/rename", post(containers::rename))
+        .route("/containers/{id}/stats", get(stats::stats))
+        .route("/containers/{id}/update", post(stats::update))
         .route("/containers/{id}", axum::routing::delete(containers::remove))
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(exec::start))
