@@ -1,4 +1,7 @@
-//! The `berth` binary: `daemon`, `registry`, the hidden `shim`, and every CLI verb.
+//! The `berth` binary: `daemon`, `registry`, `runtime` (runc's command line), the hidden
+//! `shim`, and every CLI verb.
+
+mod oci_runtime;
 
 use std::path::PathBuf;
 
@@ -57,6 +60,8 @@ fn main() {
             }
         },
         Some("daemon") => std::process::exit(daemon(DaemonArgs::parse_from(&args[1..]))),
+        // runc's command line; forks like the shim, so no async runtime either.
+        Some("runtime") => std::process::exit(oci_runtime::main(oci_runtime::RuntimeArgs::parse_from(&args[1..]))),
         Some("registry") => std::process::exit(registry_main(RegistryArgs::parse_from(&args[1..]))),
         _ => {
             let cli = cli::Cli::parse();

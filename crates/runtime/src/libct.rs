@@ -49,6 +49,39 @@ impl Libcontainer {
     }
 }
 
+impl Libcontainer {
+    /// The OCI state of a container (`runc state`), its status refreshed.
+    pub fn state(&self, id: &str) -> Result<serde_json::Value, RuntimeError> {
+        let mut c = self.load(id, "state")?;
+        let _ = c.refresh_status();
+        let s = &c.state;
+        Ok(serde_json::json!({
+            "ociVersion": s.oci_version,
+            "id": s.id,
+            "status": format!("{:?}", s.status).to_ascii_lowercase(),
+            "pid": s.pid.unwrap_or(0),
+            "bundle": s.bundle,
+            "rootfs": s.bundle.join("rootfs"),
+            "created": s.created,
+            "owner": "",
+            "annotations": s.annotations.clone().unwrap_or_default(),
+        }))
+    }
+
+    /// Ids of the containers under the state root.
+    pub fn list(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("state.json").exists())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
 impl Runtime for Libcontainer {
     fn create(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32, RuntimeError> {
         let err = |message: String| RuntimeError::Create { id: id.to_owned(), message };

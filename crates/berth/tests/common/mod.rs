@@ -30,9 +30,13 @@ pub fn busybox_tar() -> &'static Path {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-rootfs.sh");
         let out = Command::new("sh").arg(script).output().expect("run busybox-rootfs.sh");
         assert!(out.status.success(), "busybox-rootfs.sh: {}", String::from_utf8_lossy(&out.stderr));
-        let p = std::env::temp_dir().join(format!("berth-e2e-busybox-{}.tar", std::process::id()));
-        std::fs::write(&p, &out.stdout).expect("write busybox tar");
-        p
+        // Under cargo's per-target scratch directory: written once per test binary run,
+        // nothing left in /tmp.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let tmp = dir.join(format!("busybox-{}.tar.tmp", std::process::id()));
+        std::fs::write(&tmp, &out.stdout).expect("write busybox tar");
+        std::fs::rename(&tmp, dir.join("busybox.tar")).expect("rename busybox tar");
+        dir.join("busybox.tar")
     })
 }
 

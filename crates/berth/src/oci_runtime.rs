@@ -1,0 +1,298 @@
+//! `berth runtime`: an OCI runtime with runc's command line, over the same libcontainer
+//! code path the shim uses (`runtime::libct::Libcontainer`).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use runtime::libct::Libcontainer;
+use runtime::{Runtime, Stdio};
+
+#[derive(Debug, Parser)]
+#[command(name = "berth runtime", about = "An OCI runtime with runc's command line")]
+pub struct RuntimeArgs {
+    /// Root directory for container state
+    #[arg(long, default_value = "/run/berth-runtime")]
+    root: PathBuf,
+    /// Log file (default: stderr)
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Log format: text or json
+    #[arg(long, default_value = "text")]
+    log_format: String,
+    /// Accepted for runc compatibility; cgroups are driven directly
+    #[arg(long, hide = true)]
+    systemd_cgroup: bool,
+    /// Accepted for runc compatibility
+    #[arg(long, hide = true)]
+    debug: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Create a container (its process waits for `start`)
+    Create {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        id: String,
+    },
+    /// Start a created container
+    Start { id: String },
+    /// Print a container's state as JSON
+    State { id: String },
+    /// Send a signal to a container's process
+    Kill {
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container's state and cgroups
+    Delete {
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// Create and start a container; without --detach wait for it and exit with its status
+    Run {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        #[arg(short, long)]
+        detach: bool,
+        id: String,
+    },
+    /// Run a process in a container
+    Exec {
+        /// process.json to run
+        #[arg(short, long)]
+        process: Option<PathBuf>,
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(short, long)]
+        tty: bool,
+        #[arg(long)]
+        cwd: Option<String>,
+        #[arg(short, long)]
+        env: Vec<String>,
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// List the processes of a container
+    Ps {
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        id: String,
+    },
+    /// List containers
+    List {
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Pause a container
+    Pause { id: String },
+    /// Resume a paused container
+    Resume { id: String },
+    /// Print what this runtime supports, as runc features does
+    Features,
+}
+
+fn parse_signal(s: &str) -> Result<i32, String> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Ok(n);
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    name.parse::<nix::sys::signal::Signal>().map(|s| s as i32).map_err(|_| format!("invalid signal `{s}`"))
+}
+
+fn wait(pid: i32) -> i32 {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Exited(_, c)) => return c,
+            Ok(WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 255,
+        }
+    }
+}
+
+fn write_pid(path: &Option<PathBuf>, pid: i32) -> Result<(), String> {
+    if let Some(p) = path {
+        std::fs::write(p, pid.to_string()).map_err(|e| format!("write pid file `{}`: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn stdio(console_socket: Option<PathBuf>) -> Stdio {
+    Stdio { stdin: None, stdout: None, stderr: None, console_socket }
+}
+
+/// Runs a runtime command; returns the exit code.
+pub fn main(a: RuntimeArgs) -> i32 {
+    let rt = Libcontainer::new(&a.root);
+    let json_log = a.log_format == "json";
+    let log_path = a.log.clone();
+    let r = run(&rt, a);
+    match r {
+        Ok(code) => code,
+        Err(msg) => {
+            let line = if json_log {
+                serde_json::json!({"level": "error", "msg": msg, "time": chrono::Utc::now().to_rfc3339()}).to_string()
+            } else {
+                format!("berth runtime: {msg}")
+            };
+            match log_path.and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok()) {
+                Some(mut f) => {
+                    let _ = writeln!(f, "{line}");
+                }
+                None => eprintln!("{line}"),
+            }
+            1
+        }
+    }
+}
+
+fn run(rt: &Libcontainer, a: RuntimeArgs) -> Result<i32, String> {
+    let _ = std::fs::create_dir_all(&a.root);
+    let e = |e: runtime::RuntimeError| e.to_string();
+    match a.cmd {
+        Cmd::Create { bundle, pid_file, console_socket, id } => {
+            let pid = rt.create(&id, &bundle, stdio(console_socket)).map_err(e)?;
+            write_pid(&pid_file, pid)?;
+            Ok(0)
+        }
+        Cmd::Start { id } => rt.start(&id).map(|_| 0).map_err(e),
+        Cmd::State { id } => {
+            println!("{}", serde_json::to_string_pretty(&rt.state(&id).map_err(e)?).map_err(|x| x.to_string())?);
+            Ok(0)
+        }
+        Cmd::Kill { all, id, signal } => rt.kill(&id, parse_signal(&signal)?, all).map(|_| 0).map_err(e),
+        Cmd::Delete { force, id } => rt.delete(&id, force).map(|_| 0).map_err(e),
+        Cmd::Run { bundle, pid_file, console_socket, detach, id } => {
+            let pid = rt.create(&id, &bundle, stdio(console_socket)).map_err(e)?;
+            write_pid(&pid_file, pid)?;
+            rt.start(&id).map_err(e)?;
+            if detach {
+                return Ok(0);
+            }
+            let code = wait(pid);
+            rt.delete(&id, true).map_err(e)?;
+            Ok(code)
+        }
+        Cmd::Exec { process, pid_file, console_socket, detach, tty, cwd, env, id, command } => {
+            let path = match process {
+                Some(p) => p,
+                None => {
+                    if command.is_empty() {
+                        return Err("exec needs --process or a command".into());
+                    }
+                    let st = rt.state(&id).map_err(e)?;
+                    let bundle = PathBuf::from(st["bundle"].as_str().unwrap_or("."));
+                    let spec = oci::spec::runtime::Spec::load(bundle.join("config.json")).map_err(|x| x.to_string())?;
+                    let mut p = spec.process().clone().ok_or("the container's spec has no process")?;
+                    p.set_args(Some(command));
+                    p.set_terminal(Some(tty));
+                    if let Some(c) = cwd {
+                        p.set_cwd(c.into());
+                    }
+                    let mut envs = p.env().clone().unwrap_or_default();
+                    envs.extend(env);
+                    p.set_env(Some(envs));
+                    // Kept beside the container's state, and removed with it by `delete`.
+                    let path = a.root.join(&id).join(format!("exec-{}.json", std::process::id()));
+                    std::fs::write(&path, serde_json::to_vec(&p).map_err(|x| x.to_string())?)
+                        .map_err(|x| x.to_string())?;
+                    path
+                }
+            };
+            let pid = rt.exec(&id, &path, stdio(console_socket)).map_err(e)?;
+            write_pid(&pid_file, pid)?;
+            if detach { Ok(0) } else { Ok(wait(pid)) }
+        }
+        Cmd::Ps { format, id } => {
+            let st = rt.state(&id).map_err(e)?;
+            let init = st["pid"].as_i64().unwrap_or(0);
+            let pids = pids_in_namespace_of(init);
+            if format == "json" {
+                println!("{}", serde_json::to_string(&pids).map_err(|x| x.to_string())?);
+            } else {
+                println!("PID");
+                for p in pids {
+                    println!("{p}");
+                }
+            }
+            Ok(0)
+        }
+        Cmd::List { quiet } => {
+            if !quiet {
+                println!("ID\tPID\tSTATUS\tBUNDLE");
+            }
+            for id in rt.list() {
+                if quiet {
+                    println!("{id}");
+                } else if let Ok(s) = rt.state(&id) {
+                    println!(
+                        "{id}\t{}\t{}\t{}",
+                        s["pid"],
+                        s["status"].as_str().unwrap_or(""),
+                        s["bundle"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Pause { id } => rt.pause(&id).map(|_| 0).map_err(e),
+        Cmd::Resume { id } => rt.resume(&id).map(|_| 0).map_err(e),
+        Cmd::Features => {
+            let caps: Vec<String> = runtime::spec::CAP_NAMES.iter().map(|c| format!("CAP_{c}")).collect();
+            let f = serde_json::json!({
+                "ociVersionMin": "1.0.0",
+                "ociVersionMax": "1.2.0",
+                "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+                "mountOptions": ["ro", "rw", "bind", "rbind", "nosuid", "nodev", "noexec", "private", "rprivate", "slave", "rslave", "shared", "rshared"],
+                "linux": {
+                    "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time"],
+                    "capabilities": caps,
+                    "cgroup": {"v1": true, "v2": true, "systemd": false},
+                    "seccomp": {"enabled": true},
+                    "apparmor": {"enabled": false},
+                    "selinux": {"enabled": false},
+                },
+                "annotations": {"org.opencontainers.runc.version": "berth"},
+            });
+            println!("{}", serde_json::to_string_pretty(&f).map_err(|x| x.to_string())?);
+            Ok(0)
+        }
+    }
+}
+
+fn pids_in_namespace_of(init: i64) -> Vec<i64> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(ns) = std::fs::metadata(format!("/proc/{init}/ns/pid")).map(|m| m.ino()) else { return Vec::new() };
+    let mut v: Vec<i64> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()))
+        .filter(|p| std::fs::metadata(format!("/proc/{p}/ns/pid")).map(|m| m.ino()).ok() == Some(ns))
+        .collect();
+    v.sort();
+    v
+}

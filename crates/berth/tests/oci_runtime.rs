@@ -1,0 +1,95 @@
+//! `berth runtime`: runc's command line over the same libcontainer path the shim uses.
+
+mod common;
+
+use std::process::Command;
+
+use common::{BERTH, can_run, stderr, stdout};
+
+fn bundle(dir: &std::path::Path, args: &[&str], id: &str) {
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(&rootfs).expect("mkdir");
+    let st = Command::new("tar").arg("-C").arg(&rootfs).arg("-xf").arg(common::busybox_tar()).status().expect("tar");
+    assert!(st.success());
+    let caps = ["CAP_CHOWN", "CAP_KILL", "CAP_SETUID", "CAP_SETGID"];
+    let cfg = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "args": args, "env": ["PATH=/bin"], "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}},
+        "root": {"path": "rootfs"},
+        "hostname": "rt",
+        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}],
+            "cgroupsPath": format!("/berth-runtime-test/{id}")},
+    });
+    std::fs::write(dir.join("config.json"), serde_json::to_vec(&cfg).expect("json")).expect("write");
+}
+
+fn rt(root: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(BERTH).arg("runtime").arg("--root").arg(root).args(args).output().expect("berth runtime")
+}
+
+#[test]
+fn root_runtime_runs_a_bundle_like_runc() {
+    if !can_run() {
+        return;
+    }
+    let d = tempfile::Builder::new().prefix("bert").tempdir_in("/tmp").expect("tempdir");
+    let state = d.path().join("state");
+    let b1 = d.path().join("b1");
+    let id1 = format!("rt-run-{}", std::process::id());
+    bundle(&b1, &["sh", "-c", "echo hello from $(hostname); exit 3"], &id1);
+    let o = rt(&state, &["run", "-b", b1.to_str().expect("path"), &id1]);
+    assert_eq!(stdout(&o), "hello from rt\n", "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(3));
+
+    let b2 = d.path().join("b2");
+    let id2 = format!("rt-life-{}", std::process::id());
+    bundle(&b2, &["sleep", "30"], &id2);
+    let pidfile = d.path().join("pid");
+    // The container's process keeps the stdio it inherits, as with runc: do not wait on pipes.
+    let st = Command::new(BERTH)
+        .arg("runtime")
+        .arg("--root")
+        .arg(&state)
+        .args(["create", "-b", b2.to_str().expect("path"), "--pid-file", pidfile.to_str().expect("path"), &id2])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("create");
+    assert!(st.success());
+    let state_of = |id: &str| -> serde_json::Value {
+        let o = rt(&state, &["state", id]);
+        serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    assert_eq!(state_of(&id2)["status"], "created");
+    let pid: i64 = std::fs::read_to_string(&pidfile).expect("pid file").trim().parse().expect("pid");
+    assert_eq!(state_of(&id2)["pid"], pid);
+    assert!(rt(&state, &["start", &id2]).status.success());
+    assert_eq!(state_of(&id2)["status"], "running");
+    let o = rt(&state, &["exec", &id2, "sh", "-c", "echo in $(hostname)"]);
+    assert_eq!(stdout(&o), "in rt\n", "{}", stderr(&o));
+    let o = rt(&state, &["ps", "--format", "json", &id2]);
+    assert!(stdout(&o).contains(&pid.to_string()), "{}", stdout(&o));
+    assert!(stdout(&rt(&state, &["list", "-q"])).contains(&id2));
+    assert!(rt(&state, &["kill", &id2, "KILL"]).status.success());
+    for _ in 0..100 {
+        if state_of(&id2)["status"] == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(state_of(&id2)["status"], "stopped");
+    assert!(rt(&state, &["delete", &id2]).status.success());
+    let o = rt(&state, &["state", &id2]);
+    assert!(!o.status.success());
+    let o = rt(&state, &["features"]);
+    let f: serde_json::Value = serde_json::from_slice(&o.stdout).expect("features json");
+    assert_eq!(f["linux"]["cgroup"]["v1"], true);
+    for sub in ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids"] {
+        let p = std::path::Path::new("/sys/fs/cgroup").join(sub).join("berth-runtime-test");
+        let _ = std::fs::remove_dir(&p);
+        assert!(!p.join(&id1).exists() && !p.join(&id2).exists(), "cgroup left in {sub}");
+    }
+}
