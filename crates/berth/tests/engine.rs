@@ -573,6 +573,13 @@ fn root_capabilities_default_add_drop_privileged() {
         .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_owned()))
         .expect("CapBnd");
     assert_eq!(cap_line(&d, &["--privileged"], "CapEff"), host);
+    // --privileged sees the host's devices (a loop device here); the default does not.
+    if std::path::Path::new("/dev/loop0").exists() {
+        let o = d.berth(&["run", "--rm", "--privileged", "busybox", "sh", "-c", "test -b /dev/loop0 && echo yes"]);
+        assert_eq!(stdout(&o), "yes\n", "{}", stderr(&o));
+        let o = d.berth(&["run", "--rm", "busybox", "sh", "-c", "test -e /dev/loop0 || echo no"]);
+        assert_eq!(stdout(&o), "no\n", "{}", stderr(&o));
+    }
     let o = d.berth(&["run", "--rm", "--cap-add", "BOGUS", "busybox", "true"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("unknown capability: \"BOGUS\""), "{}", stderr(&o));

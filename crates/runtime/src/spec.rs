@@ -263,6 +263,49 @@ pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Result
     Ok(caps)
 }
 
+/// The host's character and block devices under /dev (not pts, shm, mqueue, or the
+/// standard ones the runtime makes itself), as OCI `linux.devices` entries.
+pub fn host_devices() -> Vec<Value> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    const SKIP_DIRS: [&str; 3] = ["/dev/pts", "/dev/shm", "/dev/mqueue"];
+    const RUNTIME_MADE: [&str; 7] =
+        ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/console"];
+    let mut out = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from("/dev")];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
+            let ft = m.file_type();
+            let ps = p.display().to_string();
+            if ft.is_dir() {
+                if !SKIP_DIRS.contains(&ps.as_str()) {
+                    stack.push(p);
+                }
+                continue;
+            }
+            if RUNTIME_MADE.contains(&ps.as_str()) || ps == "/dev/ptmx" {
+                continue;
+            }
+            let kind = if ft.is_char_device() {
+                "c"
+            } else if ft.is_block_device() {
+                "b"
+            } else {
+                continue;
+            };
+            let rdev = m.rdev();
+            out.push(json!({
+                "path": ps, "type": kind,
+                "major": libc::major(rdev), "minor": libc::minor(rdev),
+                "fileMode": m.mode() & 0o7777, "uid": m.uid(), "gid": m.gid(),
+            }));
+        }
+    }
+    out
+}
+
 /// Capability names by number (linux/capability.h).
 pub const CAP_NAMES: [&str; 41] = [
     "CHOWN",
@@ -409,6 +452,10 @@ impl RunSpec {
         });
         if !self.sysctl.is_empty() {
             linux["sysctl"] = json!(self.sysctl);
+        }
+        if self.process.privileged {
+            // --privileged: every device of the host, as Docker gives it.
+            linux["devices"] = json!(host_devices());
         }
         if !self.process.privileged {
             linux["maskedPaths"] = json!(MASKED_PATHS);
