@@ -279,6 +279,16 @@ fn link_header(r: &mut Response, path: &str, n: Option<usize>, last: Option<&Str
     }
 }
 
+/// Where a chunk of upload `id` says it starts, from its Content-Range (`a-b`, also `bytes a-b/n`).
+fn chunk_start(headers: &HeaderMap, id: &str) -> Result<Option<u64>> {
+    let Some(v) = header_str(headers, header::CONTENT_RANGE) else { return Ok(None) };
+    let v = v.trim().trim_start_matches("bytes").trim_start_matches([' ', '=']);
+    let start = v.split(['-', '/']).next().and_then(|s| s.trim().parse::<u64>().ok());
+    start
+        .map(Some)
+        .ok_or_else(|| RegistryError::UploadInvalid { id: id.to_owned(), reason: format!("bad Content-Range {v}") })
+}
+
 /// Parses `bytes=a-b`, `bytes=a-` or `bytes=-n` against a blob of `size` bytes.
 fn parse_range(v: &str, size: u64) -> Option<std::ops::Range<u64>> {
     let spec = v.trim().strip_prefix("bytes=")?;
@@ -409,7 +419,7 @@ impl Cx<'_> {
             let up = self.registry().upload_start(name).await?;
             let headers = req.headers().clone();
             let body = body_stream(req, &self.state.metrics);
-            let size = match self.registry().upload_finish(name, &up.id, &digest, body).await {
+            let size = match self.registry().upload_finish(name, &up.id, None, &digest, body).await {
                 Ok(size) => size,
                 Err(e) => {
                     // A monolithic upload has no session for the client to resume.
@@ -430,17 +440,7 @@ impl Cx<'_> {
     }
 
     async fn upload_patch(&self, name: &str, id: &str, req: Request) -> Result<Response> {
-        let start = match header_str(req.headers(), header::CONTENT_RANGE) {
-            Some(v) => {
-                let v = v.trim().trim_start_matches("bytes").trim_start_matches([' ', '=']);
-                let start = v.split(['-', '/']).next().and_then(|s| s.trim().parse::<u64>().ok());
-                Some(start.ok_or_else(|| RegistryError::UploadInvalid {
-                    id: id.to_owned(),
-                    reason: format!("bad Content-Range {v}"),
-                })?)
-            }
-            None => None,
-        };
+        let start = chunk_start(req.headers(), id)?;
         let st = self.registry().upload_append(name, id, start, body_stream(req, &self.state.metrics)).await?;
         Ok(upload_headers(StatusCode::ACCEPTED, name, id, st.size))
     }
@@ -449,7 +449,9 @@ impl Cx<'_> {
         let d = first(&self.q, "digest").ok_or_else(|| RegistryError::DigestInvalid { value: String::new() })?;
         let digest = parse_digest(d)?;
         let headers = req.headers().clone();
-        let size = self.registry().upload_finish(name, id, &digest, body_stream(req, &self.state.metrics)).await?;
+        let start = chunk_start(&headers, id)?;
+        let body = body_stream(req, &self.state.metrics);
+        let size = self.registry().upload_finish(name, id, start, &digest, body).await?;
         self.notify(Action::Push, &headers, |e| e.target(name, &digest, "application/octet-stream", size, None));
         Ok(created_blob(name, &digest))
     }

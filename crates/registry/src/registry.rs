@@ -287,13 +287,26 @@ impl Registry {
         Ok(())
     }
 
-    /// Completes upload `id`: appends `body`, checks the content against `digest`, then makes the blob
-    /// visible in `name`. On a mismatch the session is discarded and nothing becomes visible.
-    pub async fn upload_finish(&self, name: &str, id: &str, digest: &Digest, body: ByteStream) -> Result<u64> {
+    /// Completes upload `id`: appends `body` (whose `start`, from Content-Range, must equal the bytes
+    /// received so far, or the session is left as it was), checks the content against `digest`, then
+    /// makes the blob visible in `name`. On a mismatch the session is discarded and nothing becomes visible.
+    pub async fn upload_finish(
+        &self,
+        name: &str,
+        id: &str,
+        start: Option<u64>,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> Result<u64> {
         let state = self.session(name, id).await?;
         let mut st = state.lock().await;
         if st.closed {
             return Err(RegistryError::UploadUnknown { id: id.to_owned() });
+        }
+        if let Some(start) = start
+            && start != st.size
+        {
+            return Err(RegistryError::UploadRange { id: id.to_owned(), expected: st.size, got: start });
         }
         self.write_part(id, &mut st, body).await?;
         if digest.algorithm() != "sha256" {

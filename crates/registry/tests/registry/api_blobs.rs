@@ -114,6 +114,34 @@ async fn chunked_upload_in_order_and_out_of_order() {
     ts.stop().await;
 }
 
+/// The final PUT of a chunked upload carries a Content-Range too: out of order, it is refused with 416
+/// and the session is left as it was, so the client can ask where it stands and carry on (found by the
+/// OCI conformance suite's "chunked out-of-order and put chunk").
+#[tokio::test]
+async fn out_of_order_final_put_chunk_is_refused_and_session_kept() {
+    let ts = TestServer::start().await;
+    let c = &ts.client;
+    let data = bytes_of(30_000, 9);
+    let d = Digest::sha256_of(&data);
+    let r = c.req("POST", "/v2/chunky/blobs/uploads/", &[], Bytes::new()).await;
+    let loc = r.header("location").expect("location");
+    let r = c.req("PATCH", &loc, &[("content-range", "0-9999")], data[..10_000].to_vec()).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let put = format!("{loc}?digest={d}");
+    let r = c.req("PUT", &put, &[("content-range", "20000-29999")], data[20_000..].to_vec()).await;
+    assert_eq!(r.status, 416, "{r:?}");
+    assert_eq!(r.code(), "BLOB_UPLOAD_INVALID");
+    let r = c.get(&loc).await;
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(r.header("range"), Some("0-9999".into()));
+    let r = c.req("PATCH", &loc, &[("content-range", "10000-19999")], data[10_000..20_000].to_vec()).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let r = c.req("PUT", &put, &[("content-range", "20000-29999")], data[20_000..].to_vec()).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(c.get(&format!("/v2/chunky/blobs/{d}")).await.body, data);
+    ts.stop().await;
+}
+
 #[tokio::test]
 async fn cancel_upload() {
     let ts = TestServer::start().await;
