@@ -127,7 +127,11 @@ impl Registry {
         if doc.schema_version != Some(2) {
             return Err(Self::invalid(name, reference, "schemaVersion must be 2"));
         }
-        let digest = Digest::sha256_of(&body);
+        // Pushed by digest, the manifest is named by that digest's algorithm; by tag, by sha256.
+        let digest = match reference {
+            ManifestRef::Digest(d) => names::digest_of(d.algorithm(), &body)?,
+            ManifestRef::Tag(_) => Digest::sha256_of(&body),
+        };
         if let ManifestRef::Digest(d) = reference
             && d != &digest
         {
