@@ -398,6 +398,12 @@ impl Cx<'_> {
     }
 
     async fn upload_start(&self, name: &str, req: Request) -> Result<Response> {
+        // distribution-spec 1.1+: the algorithm a chunked upload will be named by; refuse what we cannot.
+        if let Some(alg) = first(&self.q, "digest-algorithm")
+            && !matches!(alg, "sha256" | "sha512")
+        {
+            return Err(RegistryError::DigestInvalid { value: format!("{alg}: (unsupported digest-algorithm)") });
+        }
         if let (Some(mount), Some(from)) = (first(&self.q, "mount"), first(&self.q, "from")) {
             let digest = parse_digest(mount)?;
             let from_ok = validate_name(from).is_ok() && {
@@ -512,12 +518,18 @@ impl Cx<'_> {
             }
         })?;
         self.state.metrics.bytes_received.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let put = self.registry().manifest_put(name, &reference, content_type, body).await?;
-        let tag = match &reference {
-            ManifestRef::Tag(t) => Some(t.as_str()),
-            ManifestRef::Digest(_) => None,
+        // Tags as parameters of a push by digest (distribution-spec 1.1+: `?tag=a&tag=b`).
+        let extra_tags: Vec<String> = match &reference {
+            ManifestRef::Digest(_) => self.q.iter().filter(|(k, _)| k == "tag").map(|(_, v)| v.clone()).collect(),
+            ManifestRef::Tag(_) => Vec::new(),
         };
-        self.notify(Action::Push, &headers, |e| e.target(name, &put.digest, &put.media_type, put.size, tag));
+        let put = self.registry().manifest_put(name, &reference, &extra_tags, content_type, body).await?;
+        if put.tags.is_empty() {
+            self.notify(Action::Push, &headers, |e| e.target(name, &put.digest, &put.media_type, put.size, None));
+        }
+        for tag in &put.tags {
+            self.notify(Action::Push, &headers, |e| e.target(name, &put.digest, &put.media_type, put.size, Some(tag)));
+        }
         let mut r = StatusCode::CREATED.into_response();
         let hm = r.headers_mut();
         hm.insert(header::LOCATION, h(format!("/v2/{name}/manifests/{}", put.digest)));
@@ -525,6 +537,9 @@ impl Cx<'_> {
         hm.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         if let Some(s) = &put.subject {
             hm.insert("oci-subject", h(s.to_string()));
+        }
+        if !extra_tags.is_empty() {
+            hm.insert("oci-tag", h(put.tags.join(", ")));
         }
         Ok(r)
     }

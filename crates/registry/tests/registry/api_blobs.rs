@@ -185,6 +185,21 @@ async fn sha512_blobs_upload_and_pull() {
     ts.stop().await;
 }
 
+/// `POST …/blobs/uploads/?digest-algorithm=` (distribution-spec 1.1+): sha256 and sha512 open a
+/// session, anything else is refused with 400 DIGEST_INVALID.
+#[tokio::test]
+async fn upload_digest_algorithm_parameter() {
+    let ts = TestServer::start().await;
+    let c = &ts.client;
+    for alg in ["sha256", "sha512"] {
+        let r = c.req("POST", &format!("/v2/alg/blobs/uploads/?digest-algorithm={alg}"), &[], Bytes::new()).await;
+        assert_eq!(r.status, 202, "{alg}: {r:?}");
+    }
+    let r = c.req("POST", "/v2/alg/blobs/uploads/?digest-algorithm=md5", &[], Bytes::new()).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "DIGEST_INVALID"), "{r:?}");
+    ts.stop().await;
+}
+
 #[tokio::test]
 async fn cancel_upload() {
     let ts = TestServer::start().await;

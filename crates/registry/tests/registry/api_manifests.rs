@@ -75,6 +75,38 @@ async fn manifest_pushed_by_sha512_digest() {
     ts.stop().await;
 }
 
+/// `PUT /v2/<name>/manifests/<digest>?tag=a&tag=b` tags the manifest and answers with OCI-Tag
+/// (distribution-spec 1.1+; the conformance suite's "Manifest put with tag params").
+#[tokio::test]
+async fn push_by_digest_with_tag_parameters() {
+    let ts = TestServer::start().await;
+    let c = &ts.client;
+    let cd = c.push_blob("tp", b"{}").await;
+    let m = manifest(OCI_MANIFEST, &cd, 2, &[], None);
+    let d = Digest::sha256_of(&m);
+    let r = c.put_manifest("tp", &format!("{d}?tag=v1&tag=latest&tag=v1"), OCI_MANIFEST, &m).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.header("oci-tag"), Some("v1, latest".into()));
+    assert_eq!(r.header("docker-content-digest"), Some(d.to_string()));
+    for tag in ["v1", "latest"] {
+        let r = c.head(&format!("/v2/tp/manifests/{tag}")).await;
+        assert_eq!(r.status, 200, "{tag}: {r:?}");
+        assert_eq!(r.header("docker-content-digest"), Some(d.to_string()));
+    }
+    assert_eq!(c.get("/v2/tp/tags/list").await.json()["tags"], json!(["latest", "v1"]));
+    // Without tag parameters there is no OCI-Tag header.
+    let r = c.put_manifest("tp", &d.to_string(), OCI_MANIFEST, &m).await;
+    assert_eq!((r.status, r.header("oci-tag")), (201, None));
+    // One bad tag refuses the whole push.
+    let m2 = manifest(OCI_MANIFEST, &cd, 2, &[], Some((&d, m.len())));
+    let d2 = Digest::sha256_of(&m2);
+    let r = c.put_manifest("tp", &format!("{d2}?tag=ok&tag=.bad"), OCI_MANIFEST, &m2).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "MANIFEST_INVALID"), "{r:?}");
+    assert_eq!(c.head(&format!("/v2/tp/manifests/{d2}")).await.status, 404);
+    assert_eq!(c.head("/v2/tp/manifests/ok").await.status, 404);
+    ts.stop().await;
+}
+
 #[tokio::test]
 async fn manifest_naming_missing_blob_is_refused() {
     let ts = TestServer::start().await;
