@@ -3,9 +3,9 @@
 //!
 //! An upload session is `_uploads/<id>/`: an `info` file and one `parts/<offset>` object per chunk
 //! received. The running sha256 state of a session is kept in memory so the digest is known when the
-//! last chunk lands; after a restart, or for a `sha512` digest, it is computed from the parts. On the final PUT the digest is
-//! checked, then the content is moved (one part: a rename; several: concatenated) to its blob key and
-//! linked into the repository. Until then nothing of it is visible.
+//! last chunk lands; after a restart, or for a `sha512` digest, it is computed from the parts. On the
+//! final PUT the digest is checked, then the content is moved (one part: a rename; several:
+//! concatenated) to its blob key and linked into the repository. Until then nothing of it is visible.
 
 use std::collections::HashMap;
 use std::ops::Range;
