@@ -279,6 +279,16 @@ fn link_header(r: &mut Response, path: &str, n: Option<usize>, last: Option<&Str
     }
 }
 
+/// Where a chunk of upload `id` says it starts, from its Content-Range (`a-b`, also `bytes a-b/n`).
+fn chunk_start(headers: &HeaderMap, id: &str) -> Result<Option<u64>> {
+    let Some(v) = header_str(headers, header::CONTENT_RANGE) else { return Ok(None) };
+    let v = v.trim().trim_start_matches("bytes").trim_start_matches([' ', '=']);
+    let start = v.split(['-', '/']).next().and_then(|s| s.trim().parse::<u64>().ok());
+    start
+        .map(Some)
+        .ok_or_else(|| RegistryError::UploadInvalid { id: id.to_owned(), reason: format!("bad Content-Range {v}") })
+}
+
 /// Parses `bytes=a-b`, `bytes=a-` or `bytes=-n` against a blob of `size` bytes.
 fn parse_range(v: &str, size: u64) -> Option<std::ops::Range<u64>> {
     let spec = v.trim().strip_prefix("bytes=")?;
@@ -388,6 +398,12 @@ impl Cx<'_> {
     }
 
     async fn upload_start(&self, name: &str, req: Request) -> Result<Response> {
+        // distribution-spec 1.1+: the algorithm a chunked upload will be named by; refuse what we cannot.
+        if let Some(alg) = first(&self.q, "digest-algorithm")
+            && !matches!(alg, "sha256" | "sha512")
+        {
+            return Err(RegistryError::DigestInvalid { value: format!("{alg}: (unsupported digest-algorithm)") });
+        }
         if let (Some(mount), Some(from)) = (first(&self.q, "mount"), first(&self.q, "from")) {
             let digest = parse_digest(mount)?;
             let from_ok = validate_name(from).is_ok() && {
@@ -409,7 +425,7 @@ impl Cx<'_> {
             let up = self.registry().upload_start(name).await?;
             let headers = req.headers().clone();
             let body = body_stream(req, &self.state.metrics);
-            let size = match self.registry().upload_finish(name, &up.id, &digest, body).await {
+            let size = match self.registry().upload_finish(name, &up.id, None, &digest, body).await {
                 Ok(size) => size,
                 Err(e) => {
                     // A monolithic upload has no session for the client to resume.
@@ -430,17 +446,7 @@ impl Cx<'_> {
     }
 
     async fn upload_patch(&self, name: &str, id: &str, req: Request) -> Result<Response> {
-        let start = match header_str(req.headers(), header::CONTENT_RANGE) {
-            Some(v) => {
-                let v = v.trim().trim_start_matches("bytes").trim_start_matches([' ', '=']);
-                let start = v.split(['-', '/']).next().and_then(|s| s.trim().parse::<u64>().ok());
-                Some(start.ok_or_else(|| RegistryError::UploadInvalid {
-                    id: id.to_owned(),
-                    reason: format!("bad Content-Range {v}"),
-                })?)
-            }
-            None => None,
-        };
+        let start = chunk_start(req.headers(), id)?;
         let st = self.registry().upload_append(name, id, start, body_stream(req, &self.state.metrics)).await?;
         Ok(upload_headers(StatusCode::ACCEPTED, name, id, st.size))
     }
@@ -449,7 +455,9 @@ impl Cx<'_> {
         let d = first(&self.q, "digest").ok_or_else(|| RegistryError::DigestInvalid { value: String::new() })?;
         let digest = parse_digest(d)?;
         let headers = req.headers().clone();
-        let size = self.registry().upload_finish(name, id, &digest, body_stream(req, &self.state.metrics)).await?;
+        let start = chunk_start(&headers, id)?;
+        let body = body_stream(req, &self.state.metrics);
+        let size = self.registry().upload_finish(name, id, start, &digest, body).await?;
         self.notify(Action::Push, &headers, |e| e.target(name, &digest, "application/octet-stream", size, None));
         Ok(created_blob(name, &digest))
     }
@@ -510,12 +518,18 @@ impl Cx<'_> {
             }
         })?;
         self.state.metrics.bytes_received.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let put = self.registry().manifest_put(name, &reference, content_type, body).await?;
-        let tag = match &reference {
-            ManifestRef::Tag(t) => Some(t.as_str()),
-            ManifestRef::Digest(_) => None,
+        // Tags as parameters of a push by digest (distribution-spec 1.1+: `?tag=a&tag=b`).
+        let extra_tags: Vec<String> = match &reference {
+            ManifestRef::Digest(_) => self.q.iter().filter(|(k, _)| k == "tag").map(|(_, v)| v.clone()).collect(),
+            ManifestRef::Tag(_) => Vec::new(),
         };
-        self.notify(Action::Push, &headers, |e| e.target(name, &put.digest, &put.media_type, put.size, tag));
+        let put = self.registry().manifest_put(name, &reference, &extra_tags, content_type, body).await?;
+        if put.tags.is_empty() {
+            self.notify(Action::Push, &headers, |e| e.target(name, &put.digest, &put.media_type, put.size, None));
+        }
+        for tag in &put.tags {
+            self.notify(Action::Push, &headers, |e| e.target(name, &put.digest, &put.media_type, put.size, Some(tag)));
+        }
         let mut r = StatusCode::CREATED.into_response();
         let hm = r.headers_mut();
         hm.insert(header::LOCATION, h(format!("/v2/{name}/manifests/{}", put.digest)));
@@ -523,6 +537,9 @@ impl Cx<'_> {
         hm.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         if let Some(s) = &put.subject {
             hm.insert("oci-subject", h(s.to_string()));
+        }
+        if !extra_tags.is_empty() {
+            hm.insert("oci-tag", h(put.tags.join(", ")));
         }
         Ok(r)
     }

@@ -76,6 +76,8 @@ pub struct PutManifest {
     pub media_type: String,
     pub size: u64,
     pub subject: Option<Digest>,
+    /// Tags set by the request: the reference if it is a tag, or the `tag` parameters of a push by digest.
+    pub tags: Vec<String>,
 }
 
 fn is_index(media_type: &str) -> bool {
@@ -96,13 +98,27 @@ impl Registry {
     }
 
     /// Stores a manifest under `reference` after checking it parses and names only present content.
+    /// `extra_tags` (the `tag` parameters of a push by digest) are pointed at it too.
     pub async fn manifest_put(
         &self,
         name: &str,
         reference: &ManifestRef,
+        extra_tags: &[String],
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<PutManifest> {
+        let mut tags: Vec<String> = match reference {
+            ManifestRef::Tag(t) => vec![t.clone()],
+            ManifestRef::Digest(_) => Vec::new(),
+        };
+        for t in extra_tags {
+            if !names::is_tag(t) {
+                return Err(RegistryError::TagInvalid { tag: t.clone() });
+            }
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
+        }
         let size = body.len() as u64;
         if size > MAX_MANIFEST_SIZE {
             return Err(RegistryError::ManifestTooLarge {
@@ -127,7 +143,11 @@ impl Registry {
         if doc.schema_version != Some(2) {
             return Err(Self::invalid(name, reference, "schemaVersion must be 2"));
         }
-        let digest = Digest::sha256_of(&body);
+        // Pushed by digest, the manifest is named by that digest's algorithm; by tag, by sha256.
+        let digest = match reference {
+            ManifestRef::Digest(d) => names::digest_of(d.algorithm(), &body)?,
+            ManifestRef::Tag(_) => Digest::sha256_of(&body),
+        };
         if let ManifestRef::Digest(d) = reference
             && d != &digest
         {
@@ -204,10 +224,10 @@ impl Registry {
             let json = serde_json::to_vec(&desc).expect("descriptor serializes");
             self.storage.put(&names::referrer_key(name, subject, &digest), Bytes::from(json)).await?;
         }
-        if let ManifestRef::Tag(tag) = reference {
+        for tag in &tags {
             self.storage.put(&tag_key(name, tag), Bytes::from(digest.to_string())).await?;
         }
-        Ok(PutManifest { digest, media_type, size, subject })
+        Ok(PutManifest { digest, media_type, size, subject, tags })
     }
 
     /// The digest a reference points to in `name`.

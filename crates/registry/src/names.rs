@@ -69,6 +69,21 @@ pub fn parse_digest(s: &str) -> Result<Digest> {
     s.parse().map_err(|_| RegistryError::DigestInvalid { value: s.to_owned() })
 }
 
+/// The digest `algorithm:hex` of content hashed here.
+pub fn digest_from_hex(algorithm: &str, hex: &str) -> Result<Digest> {
+    parse_digest(&format!("{algorithm}:{hex}"))
+}
+
+/// The digest of `data` by `algorithm` (`sha256` or `sha512`).
+pub fn digest_of(algorithm: &str, data: &[u8]) -> Result<Digest> {
+    use sha2::Digest as _;
+    match algorithm {
+        "sha256" => Ok(Digest::sha256_of(data)),
+        "sha512" => digest_from_hex(algorithm, &hex::encode(sha2::Sha512::digest(data))),
+        _ => Err(RegistryError::DigestInvalid { value: format!("{algorithm}:") }),
+    }
+}
+
 pub fn blob_key(d: &Digest) -> String {
     format!("blobs/{}/{}/{}/data", d.algorithm(), &d.hex()[..2], d.hex())
 }

@@ -3,9 +3,9 @@
 //!
 //! An upload session is `_uploads/<id>/`: an `info` file and one `parts/<offset>` object per chunk
 //! received. The running sha256 state of a session is kept in memory so the digest is known when the
-//! last chunk lands; after a restart it is recomputed from the parts. On the final PUT the digest is
-//! checked, then the content is moved (one part: a rename; several: concatenated) to its blob key and
-//! linked into the repository. Until then nothing of it is visible.
+//! last chunk lands; after a restart, or for a `sha512` digest, it is computed from the parts. On the
+//! final PUT the digest is checked, then the content is moved (one part: a rename; several:
+//! concatenated) to its blob key and linked into the repository. Until then nothing of it is visible.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use oci::Digest;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest as _, Sha256, Sha512};
 
 use crate::error::{RegistryError, Result};
 use crate::names::{self, blob_key, layer_link};
@@ -287,22 +287,34 @@ impl Registry {
         Ok(())
     }
 
-    /// Completes upload `id`: appends `body`, checks the content against `digest`, then makes the blob
-    /// visible in `name`. On a mismatch the session is discarded and nothing becomes visible.
-    pub async fn upload_finish(&self, name: &str, id: &str, digest: &Digest, body: ByteStream) -> Result<u64> {
+    /// Completes upload `id`: appends `body` (whose `start`, from Content-Range, must equal the bytes
+    /// received so far, or the session is left as it was), checks the content against `digest`, then
+    /// makes the blob visible in `name`. On a mismatch the session is discarded and nothing becomes visible.
+    pub async fn upload_finish(
+        &self,
+        name: &str,
+        id: &str,
+        start: Option<u64>,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> Result<u64> {
         let state = self.session(name, id).await?;
         let mut st = state.lock().await;
         if st.closed {
             return Err(RegistryError::UploadUnknown { id: id.to_owned() });
         }
-        self.write_part(id, &mut st, body).await?;
-        if digest.algorithm() != "sha256" {
-            return Err(RegistryError::DigestInvalid { value: digest.to_string() });
+        if let Some(start) = start
+            && start != st.size
+        {
+            return Err(RegistryError::UploadRange { id: id.to_owned(), expected: st.size, got: start });
         }
-        let actual = match st.hasher.clone() {
-            Some(h) => Digest::from_sha256_hex(&hex::encode(h.finalize()))
-                .expect("sha256 output is 64 lowercase hex characters"),
-            None => self.hash_parts(&st.parts).await?,
+        self.write_part(id, &mut st, body).await?;
+        let actual = match (digest.algorithm(), st.hasher.clone()) {
+            ("sha256", Some(h)) => names::digest_from_hex("sha256", &hex::encode(h.finalize()))?,
+            ("sha256", None) => names::digest_from_hex("sha256", &self.hash_parts::<Sha256>(&st.parts).await?)?,
+            // sha512 uploads are rare: hash what was stored rather than run a second hasher on every upload.
+            ("sha512", _) => names::digest_from_hex("sha512", &self.hash_parts::<Sha512>(&st.parts).await?)?,
+            _ => return Err(RegistryError::DigestInvalid { value: digest.to_string() }),
         };
         if &actual != digest {
             st.closed = true;
@@ -340,8 +352,9 @@ impl Registry {
         Ok(size)
     }
 
-    async fn hash_parts(&self, parts: &[(String, u64)]) -> Result<Digest> {
-        let mut h = Sha256::new();
+    /// The hex digest, by hash `H`, of the parts of an upload.
+    async fn hash_parts<H: sha2::Digest>(&self, parts: &[(String, u64)]) -> Result<String> {
+        let mut h = H::new();
         for (key, size) in parts {
             let mut s = self.storage.read(key, 0..*size).await?;
             while let Some(chunk) = s.next().await {
@@ -353,7 +366,7 @@ impl Registry {
                 h.update(&chunk);
             }
         }
-        Ok(Digest::from_sha256_hex(&hex::encode(h.finalize())).expect("sha256 output is 64 lowercase hex characters"))
+        Ok(hex::encode(h.finalize()))
     }
 
     /// Cancels upload `id`, removing what it received.

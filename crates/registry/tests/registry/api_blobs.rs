@@ -114,6 +114,92 @@ async fn chunked_upload_in_order_and_out_of_order() {
     ts.stop().await;
 }
 
+/// The final PUT of a chunked upload carries a Content-Range too: out of order, it is refused with 416
+/// and the session is left as it was, so the client can ask where it stands and carry on (found by the
+/// OCI conformance suite's "chunked out-of-order and put chunk").
+#[tokio::test]
+async fn out_of_order_final_put_chunk_is_refused_and_session_kept() {
+    let ts = TestServer::start().await;
+    let c = &ts.client;
+    let data = bytes_of(30_000, 9);
+    let d = Digest::sha256_of(&data);
+    let r = c.req("POST", "/v2/chunky/blobs/uploads/", &[], Bytes::new()).await;
+    let loc = r.header("location").expect("location");
+    let r = c.req("PATCH", &loc, &[("content-range", "0-9999")], data[..10_000].to_vec()).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let put = format!("{loc}?digest={d}");
+    let r = c.req("PUT", &put, &[("content-range", "20000-29999")], data[20_000..].to_vec()).await;
+    assert_eq!(r.status, 416, "{r:?}");
+    assert_eq!(r.code(), "BLOB_UPLOAD_INVALID");
+    let r = c.get(&loc).await;
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(r.header("range"), Some("0-9999".into()));
+    let r = c.req("PATCH", &loc, &[("content-range", "10000-19999")], data[10_000..20_000].to_vec()).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let r = c.req("PUT", &put, &[("content-range", "20000-29999")], data[20_000..].to_vec()).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(c.get(&format!("/v2/chunky/blobs/{d}")).await.body, data);
+    ts.stop().await;
+}
+
+fn sha512_of(data: &[u8]) -> Digest {
+    use sha2::Digest as _;
+    format!("sha512:{}", hex::encode(sha2::Sha512::digest(data))).parse().expect("sha512 digest")
+}
+
+/// Blobs named by sha512 digests: monolithic and chunked uploads, pulls, and a wrong sha512 refused
+/// (the OCI conformance suite's "sha512 blobs"; berth refused every sha512 upload with DIGEST_INVALID).
+#[tokio::test]
+async fn sha512_blobs_upload_and_pull() {
+    let ts = TestServer::start().await;
+    let c = &ts.client;
+    let data = bytes_of(7_000, 11);
+    let d = sha512_of(&data);
+    let r = c.req("POST", &format!("/v2/big/blobs/uploads/?digest={d}"), &[], data.clone()).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.header("docker-content-digest"), Some(d.to_string()));
+    assert_eq!(r.header("location"), Some(format!("/v2/big/blobs/{d}")));
+    let r = c.head(&format!("/v2/big/blobs/{d}")).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("content-length"), Some("7000".into()));
+    assert_eq!(r.header("docker-content-digest"), Some(d.to_string()));
+    assert_eq!(c.get(&format!("/v2/big/blobs/{d}")).await.body, data);
+
+    let data = bytes_of(30_000, 12);
+    let d = sha512_of(&data);
+    let r = c.req("POST", "/v2/big/blobs/uploads/", &[], Bytes::new()).await;
+    let loc = r.header("location").expect("location");
+    let r = c.req("PATCH", &loc, &[("content-range", "0-9999")], data[..10_000].to_vec()).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let r = c.req("PATCH", &loc, &[("content-range", "10000-19999")], data[10_000..20_000].to_vec()).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let r = c.req("PUT", &format!("{loc}?digest={d}"), &[], data[20_000..].to_vec()).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.header("docker-content-digest"), Some(d.to_string()));
+    assert_eq!(c.get(&format!("/v2/big/blobs/{d}")).await.body, data);
+
+    let wrong = sha512_of(b"something else");
+    let r = c.req("POST", &format!("/v2/big/blobs/uploads/?digest={wrong}"), &[], data.clone()).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "DIGEST_INVALID"), "{r:?}");
+    assert_eq!(c.head(&format!("/v2/big/blobs/{wrong}")).await.status, 404);
+    ts.stop().await;
+}
+
+/// `POST …/blobs/uploads/?digest-algorithm=` (distribution-spec 1.1+): sha256 and sha512 open a
+/// session, anything else is refused with 400 DIGEST_INVALID.
+#[tokio::test]
+async fn upload_digest_algorithm_parameter() {
+    let ts = TestServer::start().await;
+    let c = &ts.client;
+    for alg in ["sha256", "sha512"] {
+        let r = c.req("POST", &format!("/v2/alg/blobs/uploads/?digest-algorithm={alg}"), &[], Bytes::new()).await;
+        assert_eq!(r.status, 202, "{alg}: {r:?}");
+    }
+    let r = c.req("POST", "/v2/alg/blobs/uploads/?digest-algorithm=md5", &[], Bytes::new()).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "DIGEST_INVALID"), "{r:?}");
+    ts.stop().await;
+}
+
 #[tokio::test]
 async fn cancel_upload() {
     let ts = TestServer::start().await;

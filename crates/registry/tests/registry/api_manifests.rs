@@ -37,6 +37,76 @@ async fn oci_manifest_by_tag_and_digest() {
     ts.stop().await;
 }
 
+/// A manifest pushed by a sha512 digest is stored and served under that digest, naming sha512 blobs
+/// (the OCI conformance suite's "Digest Algorithm sha512"; berth hashed every manifest with sha256).
+#[tokio::test]
+async fn manifest_pushed_by_sha512_digest() {
+    fn sha512_of(data: &[u8]) -> Digest {
+        use sha2::Digest as _;
+        format!("sha512:{}", hex::encode(sha2::Sha512::digest(data))).parse().expect("sha512 digest")
+    }
+    let ts = TestServer::start().await;
+    let c = &ts.client;
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let layer = b"a sha512 layer";
+    let mut blobs = Vec::new();
+    for data in [&config[..], &layer[..]] {
+        let d = sha512_of(data);
+        let r = c.req("POST", &format!("/v2/s5/blobs/uploads/?digest={d}"), &[], data.to_vec()).await;
+        assert_eq!(r.status, 201, "{r:?}");
+        blobs.push(d);
+    }
+    let m = manifest(OCI_MANIFEST, &blobs[0], config.len(), &[(&blobs[1], layer.len())], None);
+    let d = sha512_of(&m);
+    let r = c.put_manifest("s5", &d.to_string(), OCI_MANIFEST, &m).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.header("docker-content-digest"), Some(d.to_string()));
+    assert_eq!(r.header("location"), Some(format!("/v2/s5/manifests/{d}")));
+    let r = c.req("GET", &format!("/v2/s5/manifests/{d}"), &[("accept", OCI_MANIFEST)], Bytes::new()).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body, m);
+    assert_eq!(r.header("docker-content-digest"), Some(d.to_string()));
+    assert_eq!(c.head(&format!("/v2/s5/manifests/{d}")).await.status, 200);
+    // Its sha256 name was never pushed; a sha512 that is not the content's is refused.
+    assert_eq!(c.head(&format!("/v2/s5/manifests/{}", Digest::sha256_of(&m))).await.status, 404);
+    let wrong = sha512_of(b"not the manifest");
+    let r = c.put_manifest("s5", &wrong.to_string(), OCI_MANIFEST, &m).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "DIGEST_INVALID"));
+    ts.stop().await;
+}
+
+/// `PUT /v2/<name>/manifests/<digest>?tag=a&tag=b` tags the manifest and answers with OCI-Tag
+/// (distribution-spec 1.1+; the conformance suite's "Manifest put with tag params").
+#[tokio::test]
+async fn push_by_digest_with_tag_parameters() {
+    let ts = TestServer::start().await;
+    let c = &ts.client;
+    let cd = c.push_blob("tp", b"{}").await;
+    let m = manifest(OCI_MANIFEST, &cd, 2, &[], None);
+    let d = Digest::sha256_of(&m);
+    let r = c.put_manifest("tp", &format!("{d}?tag=v1&tag=latest&tag=v1"), OCI_MANIFEST, &m).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.header("oci-tag"), Some("v1, latest".into()));
+    assert_eq!(r.header("docker-content-digest"), Some(d.to_string()));
+    for tag in ["v1", "latest"] {
+        let r = c.head(&format!("/v2/tp/manifests/{tag}")).await;
+        assert_eq!(r.status, 200, "{tag}: {r:?}");
+        assert_eq!(r.header("docker-content-digest"), Some(d.to_string()));
+    }
+    assert_eq!(c.get("/v2/tp/tags/list").await.json()["tags"], json!(["latest", "v1"]));
+    // Without tag parameters there is no OCI-Tag header.
+    let r = c.put_manifest("tp", &d.to_string(), OCI_MANIFEST, &m).await;
+    assert_eq!((r.status, r.header("oci-tag")), (201, None));
+    // One bad tag refuses the whole push.
+    let m2 = manifest(OCI_MANIFEST, &cd, 2, &[], Some((&d, m.len())));
+    let d2 = Digest::sha256_of(&m2);
+    let r = c.put_manifest("tp", &format!("{d2}?tag=ok&tag=.bad"), OCI_MANIFEST, &m2).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "MANIFEST_INVALID"), "{r:?}");
+    assert_eq!(c.head(&format!("/v2/tp/manifests/{d2}")).await.status, 404);
+    assert_eq!(c.head("/v2/tp/manifests/ok").await.status, 404);
+    ts.stop().await;
+}
+
 #[tokio::test]
 async fn manifest_naming_missing_blob_is_refused() {
     let ts = TestServer::start().await;
