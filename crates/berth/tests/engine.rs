@@ -795,3 +795,19 @@ fn root_stats_and_update_cgroup_v1() {
         assert_eq!(d.inspect("st")["HostConfig"]["Memory"], 96 << 20);
     }
 }
+
+/// Regression: a process that exits at once used to race libcontainer's post-start state
+/// save against the shim's delete, leaving a stale state that failed every later start with
+/// "container already exists".
+#[test]
+fn root_fast_exiting_container_restarts_many_times() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    assert_eq!(d.berth(&["run", "--name", "quick", "busybox", "sh", "-c", "exit 3"]).status.code(), Some(3));
+    for i in 0..40 {
+        let o = d.berth(&["start", "-a", "quick"]);
+        assert_eq!(o.status.code(), Some(3), "start {i}: {}", stderr(&o));
+    }
+}

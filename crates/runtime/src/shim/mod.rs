@@ -43,6 +43,10 @@ struct Shared {
     master: Option<File>,
     /// Requests being handled: the shim does not exit until each has had its answer.
     busy: AtomicI32,
+    /// Held while the runtime starts the container: libcontainer saves its state after the
+    /// process is released, so a process that exits at once must not have its state deleted
+    /// before that save (or the save would bring a stale state back).
+    starting: Mutex<()>,
 }
 
 /// Runs the shim with the configuration at `config_path`; never returns on success.
@@ -104,6 +108,10 @@ fn run(config_path: &Path) -> Result<(), String> {
     let t_create = std::time::Instant::now();
     let pid = match &cfg.kind {
         ShimKind::Init { bundle } => {
+            // State left by a shim that died before it could clean up would make the create
+            // fail with "container already exists"; nothing of it can still run, as the
+            // daemon starts a container only once its previous shim has reported its exit.
+            let _ = runtime.delete(&cfg.container_id, true);
             let pid = runtime.create(&cfg.container_id, bundle, stdio).map_err(|e| e.to_string())?;
             if std::env::var_os("BERTH_SHIM_TIMING").is_some() {
                 eprintln!("shim: create took {:?}", t_create.elapsed());
@@ -167,6 +175,7 @@ fn run(config_path: &Path) -> Result<(), String> {
         master,
         cfg,
         busy: AtomicI32::new(0),
+        starting: Mutex::new(()),
     });
 
     // From here on, threads.
@@ -224,10 +233,11 @@ fn run(config_path: &Path) -> Result<(), String> {
     }
     output.flush();
     let oom_killed = shared.cfg.cgroup.as_deref().is_some_and(crate::cgroups::oom_killed);
-    if matches!(shared.cfg.kind, ShimKind::Init { .. })
-        && let Err(e) = shared.runtime.delete(&shared.cfg.container_id, true)
-    {
-        eprintln!("shim: {e}");
+    if matches!(shared.cfg.kind, ShimKind::Init { .. }) {
+        let _started = shared.starting.lock();
+        if let Err(e) = shared.runtime.delete(&shared.cfg.container_id, true) {
+            eprintln!("shim: {e}");
+        }
     }
     let exit = ExitStatus {
         exit_code: status,
@@ -341,10 +351,13 @@ fn answer(shared: &Arc<Shared>, conn: UnixStream, req: Request) {
             return;
         }
         Request::Start => match &shared.cfg.kind {
-            ShimKind::Init { .. } => match shared.runtime.start(id) {
-                Ok(()) => Response { pid: Some(shared.pid.load(Ordering::SeqCst)), ..Response::ok() },
-                Err(e) => Response::error(e.to_string()),
-            },
+            ShimKind::Init { .. } => {
+                let _starting = shared.starting.lock();
+                match shared.runtime.start(id) {
+                    Ok(()) => Response { pid: Some(shared.pid.load(Ordering::SeqCst)), ..Response::ok() },
+                    Err(e) => Response::error(e.to_string()),
+                }
+            }
             ShimKind::Exec { .. } => Response::error("exec session already started"),
         },
         Request::Wait => Response { exit: wait_exit(shared), ..Response::ok() },
