@@ -30,16 +30,34 @@ pub struct RuntimeArgs {
     cmd: Cmd,
 }
 
+/// What `create` and `run` share.
+#[derive(Debug, clap::Args)]
+struct CreateOpts {
+    /// The OCI bundle
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// File to write the container's pid to
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master when the process has a terminal
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+}
+
+impl CreateOpts {
+    fn create(self, rt: &Libcontainer, id: &str) -> Result<i32, String> {
+        let pid = rt.create(id, &self.bundle, stdio(self.console_socket)).map_err(|e| e.to_string())?;
+        write_pid(&self.pid_file, pid)?;
+        Ok(pid)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Create a container (its process waits for `start`)
     Create {
-        #[arg(short, long, default_value = ".")]
-        bundle: PathBuf,
-        #[arg(long)]
-        pid_file: Option<PathBuf>,
-        #[arg(long)]
-        console_socket: Option<PathBuf>,
+        #[command(flatten)]
+        opts: CreateOpts,
         id: String,
     },
     /// Start a created container
@@ -62,12 +80,8 @@ enum Cmd {
     },
     /// Create and start a container; without --detach wait for it and exit with its status
     Run {
-        #[arg(short, long, default_value = ".")]
-        bundle: PathBuf,
-        #[arg(long)]
-        pid_file: Option<PathBuf>,
-        #[arg(long)]
-        console_socket: Option<PathBuf>,
+        #[command(flatten)]
+        opts: CreateOpts,
         #[arg(short, long)]
         detach: bool,
         id: String,
@@ -173,11 +187,7 @@ fn run(rt: &Libcontainer, a: RuntimeArgs) -> Result<i32, String> {
     let _ = std::fs::create_dir_all(&a.root);
     let e = |e: runtime::RuntimeError| e.to_string();
     match a.cmd {
-        Cmd::Create { bundle, pid_file, console_socket, id } => {
-            let pid = rt.create(&id, &bundle, stdio(console_socket)).map_err(e)?;
-            write_pid(&pid_file, pid)?;
-            Ok(0)
-        }
+        Cmd::Create { opts, id } => opts.create(rt, &id).map(|_| 0),
         Cmd::Start { id } => rt.start(&id).map(|_| 0).map_err(e),
         Cmd::State { id } => {
             println!("{}", serde_json::to_string_pretty(&rt.state(&id).map_err(e)?).map_err(|x| x.to_string())?);
@@ -185,9 +195,8 @@ fn run(rt: &Libcontainer, a: RuntimeArgs) -> Result<i32, String> {
         }
         Cmd::Kill { all, id, signal } => rt.kill(&id, parse_signal(&signal)?, all).map(|_| 0).map_err(e),
         Cmd::Delete { force, id } => rt.delete(&id, force).map(|_| 0).map_err(e),
-        Cmd::Run { bundle, pid_file, console_socket, detach, id } => {
-            let pid = rt.create(&id, &bundle, stdio(console_socket)).map_err(e)?;
-            write_pid(&pid_file, pid)?;
+        Cmd::Run { opts, detach, id } => {
+            let pid = opts.create(rt, &id)?;
             rt.start(&id).map_err(e)?;
             if detach {
                 return Ok(0);

@@ -225,6 +225,51 @@ pub fn parse_bytes(s: &str) -> Result<i64, String> {
     num.parse::<f64>().map(|n| (n * mult as f64) as i64).map_err(|_| format!("invalid size: '{s}'"))
 }
 
+/// `--memory` and friends, parsed once for `run` and `update`; the names are the API's.
+#[derive(Debug, Default, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Resources {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_swap: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_reservation: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nano_cpus: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_shares: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pids_limit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpuset_cpus: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpuset_mems: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blkio_weight: Option<u16>,
+}
+
+fn resources(r: &crate::ResourceArgs) -> Result<Resources, String> {
+    let bytes = |s: &Option<String>| -> Result<Option<i64>, String> {
+        match s.as_deref() {
+            Some("-1") => Ok(Some(-1)),
+            Some(s) => parse_bytes(s).map(Some),
+            None => Ok(None),
+        }
+    };
+    Ok(Resources {
+        memory: bytes(&r.memory)?,
+        memory_swap: bytes(&r.memory_swap)?,
+        memory_reservation: bytes(&r.memory_reservation)?,
+        nano_cpus: r.cpus.map(|c| (c * 1e9) as i64),
+        cpu_shares: r.cpu_shares,
+        pids_limit: r.pids_limit,
+        cpuset_cpus: r.cpuset_cpus.clone(),
+        cpuset_mems: r.cpuset_mems.clone(),
+        blkio_weight: r.blkio_weight,
+    })
+}
+
 fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
     let mut env = Vec::new();
     for e in &a.env {
@@ -239,12 +284,7 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
         let (k, v) = l.split_once('=').unwrap_or((l, ""));
         labels.insert(k.to_owned(), v.to_owned());
     }
-    let memory = a.memory.as_deref().map(parse_bytes).transpose()?.unwrap_or(0);
-    let memory_swap = match a.memory_swap.as_deref() {
-        Some("-1") => -1,
-        Some(s) => parse_bytes(s)?,
-        None => 0,
-    };
+    let r = resources(&a.resources)?;
     let console = if a.tty { terminal_size().map(|(h, w)| vec![h, w]) } else { None };
     let mut tmpfs = BTreeMap::new();
     for t in &a.tmpfs {
@@ -274,16 +314,16 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
         ulimits,
         sysctls,
         security_opt: a.security_opt.clone(),
-        memory_reservation: a.memory_reservation.as_deref().map(parse_bytes).transpose()?.unwrap_or(0),
-        cpuset_cpus: a.cpuset_cpus.clone().unwrap_or_default(),
-        cpuset_mems: a.cpuset_mems.clone().unwrap_or_default(),
-        blkio_weight: a.blkio_weight.unwrap_or(0),
         readonly_rootfs: a.read_only,
-        memory,
-        memory_swap,
-        nano_cpus: a.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
-        cpu_shares: a.cpu_shares.unwrap_or(0),
-        pids_limit: a.pids_limit,
+        memory: r.memory.unwrap_or(0),
+        memory_swap: r.memory_swap.unwrap_or(0),
+        memory_reservation: r.memory_reservation.unwrap_or(0),
+        nano_cpus: r.nano_cpus.unwrap_or(0),
+        cpu_shares: r.cpu_shares.unwrap_or(0),
+        pids_limit: r.pids_limit,
+        cpuset_cpus: r.cpuset_cpus.unwrap_or_default(),
+        cpuset_mems: r.cpuset_mems.unwrap_or_default(),
+        blkio_weight: r.blkio_weight.unwrap_or(0),
         shm_size: a.shm_size.as_deref().map(parse_bytes).transpose()?.unwrap_or(0),
         group_add: a.group_add.clone(),
         console_size: console,
@@ -1059,56 +1099,18 @@ async fn stats(c: &Client, a: crate::StatsArgs) -> i32 {
 }
 
 async fn update(c: &Client, a: crate::UpdateArgs) -> i32 {
-    let mut body = serde_json::Map::new();
-    let mut put = |k: &str, v: Value| {
-        body.insert(k.to_owned(), v);
-    };
-    let bytes = |s: &Option<String>| -> Result<Option<i64>, String> {
-        match s.as_deref() {
-            Some("-1") => Ok(Some(-1)),
-            Some(s) => parse_bytes(s).map(Some),
-            None => Ok(None),
+    let r = match resources(&a.resources) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return 1;
         }
     };
-    let parsed = (|| -> Result<(), String> {
-        if let Some(m) = bytes(&a.memory)? {
-            put("Memory", m.into());
-        }
-        if let Some(m) = bytes(&a.memory_swap)? {
-            put("MemorySwap", m.into());
-        }
-        if let Some(m) = bytes(&a.memory_reservation)? {
-            put("MemoryReservation", m.into());
-        }
-        Ok(())
-    })();
-    if let Err(e) = parsed {
-        eprintln!("berth: {e}");
-        return 1;
+    let mut body = serde_json::to_value(&r).unwrap_or_default();
+    if let Some(p) = &a.restart {
+        let (name, max) = p.split_once(':').unwrap_or((p, "0"));
+        body["RestartPolicy"] = serde_json::json!({"Name": name, "MaximumRetryCount": max.parse::<i64>().unwrap_or(0)});
     }
-    if let Some(n) = a.cpus {
-        body.insert("NanoCpus".into(), ((n * 1e9) as i64).into());
-    }
-    if let Some(s) = a.cpu_shares {
-        body.insert("CpuShares".into(), s.into());
-    }
-    if let Some(p) = a.pids_limit {
-        body.insert("PidsLimit".into(), p.into());
-    }
-    if let Some(s) = &a.cpuset_cpus {
-        body.insert("CpusetCpus".into(), s.clone().into());
-    }
-    if let Some(w) = a.blkio_weight {
-        body.insert("BlkioWeight".into(), w.into());
-    }
-    if let Some(r) = &a.restart {
-        let (name, max) = r.split_once(':').unwrap_or((r, "0"));
-        body.insert(
-            "RestartPolicy".into(),
-            serde_json::json!({"Name": name, "MaximumRetryCount": max.parse::<i64>().unwrap_or(0)}),
-        );
-    }
-    let body = Value::Object(body);
     each(&a.containers, |n| {
         let body = body.clone();
         async move {

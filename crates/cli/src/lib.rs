@@ -126,21 +126,8 @@ pub struct RunArgs {
     /// Set meta data on a container
     #[arg(short = 'l', long = "label")]
     pub labels: Vec<String>,
-    /// Memory limit
-    #[arg(short = 'm', long)]
-    pub memory: Option<String>,
-    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
-    #[arg(long)]
-    pub memory_swap: Option<String>,
-    /// Number of CPUs
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    /// CPU shares (relative weight)
-    #[arg(short = 'c', long)]
-    pub cpu_shares: Option<i64>,
-    /// Tune container pids limit (set -1 for unlimited)
-    #[arg(long)]
-    pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
     /// Give extended privileges to this container
     #[arg(long)]
     pub privileged: bool,
@@ -162,18 +149,6 @@ pub struct RunArgs {
     /// Security options
     #[arg(long)]
     pub security_opt: Vec<String>,
-    /// Memory soft limit
-    #[arg(long)]
-    pub memory_reservation: Option<String>,
-    /// CPUs in which to allow execution (0-3, 0,1)
-    #[arg(long)]
-    pub cpuset_cpus: Option<String>,
-    /// MEMs in which to allow execution (0-3, 0,1)
-    #[arg(long)]
-    pub cpuset_mems: Option<String>,
-    /// Block IO (relative weight), between 10 and 1000
-    #[arg(long)]
-    pub blkio_weight: Option<u16>,
     /// Drop Linux capabilities
     #[arg(long)]
     pub cap_drop: Vec<String>,
@@ -218,6 +193,18 @@ pub struct StatsArgs {
 
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    pub restart: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// Resource limits, shared by `run`/`create` and `update`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ResourceArgs {
     /// Memory limit
     #[arg(short = 'm', long)]
     pub memory: Option<String>,
@@ -239,14 +226,12 @@ pub struct UpdateArgs {
     /// CPUs in which to allow execution (0-3, 0,1)
     #[arg(long)]
     pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
     /// Block IO (relative weight), between 10 and 1000
     #[arg(long)]
     pub blkio_weight: Option<u16>,
-    /// Restart policy to apply when a container exits
-    #[arg(long)]
-    pub restart: Option<String>,
-    #[arg(required = true)]
-    pub containers: Vec<String>,
 }
 
 #[derive(Debug, Args)]
