@@ -349,6 +349,14 @@ fn root_bad_input_gets_clear_errors_and_the_daemon_stays_up() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("tmp-"))
         .count();
     assert_eq!(tmp, 0);
+    // A start that fails records Docker's exit code and the error.
+    assert!(d.berth(&["create", "--name", "nobin", "busybox", "/no/such/binary"]).status.success());
+    let o = d.berth(&["start", "nobin"]);
+    assert_eq!(o.status.code(), Some(1));
+    let st = d.inspect("nobin");
+    assert_eq!(st["State"]["ExitCode"], 127);
+    assert!(st["State"]["Error"].as_str().unwrap_or_default().contains("/no/such/binary"), "{st}");
+    assert!(d.mounts().is_empty(), "a failed start leaves no mount: {:?}", d.mounts());
     // Still serving.
     assert_eq!(stdout(&d.berth(&["run", "--rm", "busybox", "echo", "alive"])), "alive\n");
 }

@@ -220,9 +220,10 @@ impl Engine {
     /// The id of a container that uses `image`, and whether it runs.
     pub fn image_user(&self, image: &str) -> Option<(String, bool)> {
         let map = self.containers_ref();
-        let mut users = map.values().filter(|c| c.lock().image == image);
-        let all: Vec<_> = users.by_ref().map(|c| (c.id.clone(), c.status().is_live())).collect();
-        all.iter().find(|(_, r)| *r).or(all.first()).cloned()
+        let users: Vec<(String, bool)> =
+            map.values().filter(|c| c.lock().image == image).map(|c| (c.id.clone(), c.status().is_live())).collect();
+        // A running user is the stronger reason to refuse, so it is the one named.
+        users.iter().find(|(_, running)| *running).or(users.first()).cloned()
     }
 
     /// The init binary for `--init`: `init-path`, else docker-init or tini-static.

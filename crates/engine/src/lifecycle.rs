@@ -366,11 +366,19 @@ impl Engine {
             Err(e) => {
                 self.cleanup_runtime(c).await;
                 {
+                    // Docker's codes for a process that could not be started: 127 not found,
+                    // 126 not executable, 128 anything else.
+                    let msg = e.to_string();
+                    let lower = msg.to_ascii_lowercase();
                     let mut r = c.lock();
-                    r.state.error = e.to_string();
-                    if r.state.status == Status::Exited || r.state.started_at != ZERO_TIME {
-                        r.state.exit_code = 128;
-                    }
+                    r.state.exit_code = if lower.contains("not found") || lower.contains("no such file") {
+                        127
+                    } else if lower.contains("permission denied") {
+                        126
+                    } else {
+                        128
+                    };
+                    r.state.error = msg;
                 }
                 let _ = self.save(c);
                 // The attachers waiting for this start get nothing: their streams end.
