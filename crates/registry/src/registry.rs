@@ -232,6 +232,13 @@ impl Registry {
     ) -> Result<UploadStatus> {
         let state = self.session(name, id).await?;
         let mut st = state.lock().await;
+        self.append_checked(id, &mut st, start, body).await?;
+        Ok(UploadStatus { id: id.to_owned(), size: st.size })
+    }
+
+    /// Appends a chunk to an open session whose size so far is `start` (from Content-Range),
+    /// the check PATCH and the closing PUT share.
+    async fn append_checked(&self, id: &str, st: &mut UploadState, start: Option<u64>, body: ByteStream) -> Result<()> {
         if st.closed {
             return Err(RegistryError::UploadUnknown { id: id.to_owned() });
         }
@@ -240,8 +247,7 @@ impl Registry {
         {
             return Err(RegistryError::UploadRange { id: id.to_owned(), expected: st.size, got: start });
         }
-        self.write_part(id, &mut st, body).await?;
-        Ok(UploadStatus { id: id.to_owned(), size: st.size })
+        self.write_part(id, st, body).await
     }
 
     async fn write_part(&self, id: &str, st: &mut UploadState, mut body: ByteStream) -> Result<()> {
@@ -300,15 +306,7 @@ impl Registry {
     ) -> Result<u64> {
         let state = self.session(name, id).await?;
         let mut st = state.lock().await;
-        if st.closed {
-            return Err(RegistryError::UploadUnknown { id: id.to_owned() });
-        }
-        if let Some(start) = start
-            && start != st.size
-        {
-            return Err(RegistryError::UploadRange { id: id.to_owned(), expected: st.size, got: start });
-        }
-        self.write_part(id, &mut st, body).await?;
+        self.append_checked(id, &mut st, start, body).await?;
         let actual = match (digest.algorithm(), st.hasher.clone()) {
             ("sha256", Some(h)) => names::digest_from_hex("sha256", &hex::encode(h.finalize()))?,
             ("sha256", None) => names::digest_from_hex("sha256", &self.hash_parts::<Sha256>(&st.parts).await?)?,
