@@ -16,5 +16,19 @@ pub mod units;
 
 /// The API version berth advertises.
 pub const API_VERSION: &str = "1.45";
+/// Docker's exit code for a process that could not be started, from the error text:
+/// 127 when the executable is not found, 126 when it cannot be run; None otherwise (the
+/// CLI then exits 125, a container's State.ExitCode is 128).
+pub fn start_error_code(msg: &str) -> Option<i32> {
+    let m = msg.to_ascii_lowercase();
+    if m.contains("not found") || m.contains("no such file or directory") {
+        Some(127)
+    } else if m.contains("permission denied") {
+        Some(126)
+    } else {
+        None
+    }
+}
+
 /// The oldest API version berth accepts in a path prefix.
 pub const MIN_API_VERSION: &str = "1.24";

@@ -126,27 +126,6 @@ enum Cmd {
     Features,
 }
 
-fn parse_signal(s: &str) -> Result<i32, String> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Ok(n);
-    }
-    let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
-    name.parse::<nix::sys::signal::Signal>().map(|s| s as i32).map_err(|_| format!("invalid signal `{s}`"))
-}
-
-fn wait(pid: i32) -> i32 {
-    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-    loop {
-        match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::__WALL)) {
-            Ok(WaitStatus::Exited(_, c)) => return c,
-            Ok(WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return 255,
-        }
-    }
-}
-
 fn write_pid(path: &Option<PathBuf>, pid: i32) -> Result<(), String> {
     if let Some(p) = path {
         std::fs::write(p, pid.to_string()).map_err(|e| format!("write pid file `{}`: {e}", p.display()))?;
@@ -193,7 +172,9 @@ fn run(rt: &Libcontainer, a: RuntimeArgs) -> Result<i32, String> {
             println!("{}", serde_json::to_string_pretty(&rt.state(&id).map_err(e)?).map_err(|x| x.to_string())?);
             Ok(0)
         }
-        Cmd::Kill { all, id, signal } => rt.kill(&id, parse_signal(&signal)?, all).map(|_| 0).map_err(e),
+        Cmd::Kill { all, id, signal } => {
+            rt.kill(&id, runtime::process::parse_signal(&signal)?, all).map(|_| 0).map_err(e)
+        }
         Cmd::Delete { force, id } => rt.delete(&id, force).map(|_| 0).map_err(e),
         Cmd::Run { opts, detach, id } => {
             let pid = opts.create(rt, &id)?;
@@ -201,7 +182,7 @@ fn run(rt: &Libcontainer, a: RuntimeArgs) -> Result<i32, String> {
             if detach {
                 return Ok(0);
             }
-            let code = wait(pid);
+            let code = runtime::process::wait_exit(pid);
             rt.delete(&id, true).map_err(e)?;
             Ok(code)
         }
@@ -233,12 +214,12 @@ fn run(rt: &Libcontainer, a: RuntimeArgs) -> Result<i32, String> {
             };
             let pid = rt.exec(&id, &path, stdio(console_socket)).map_err(e)?;
             write_pid(&pid_file, pid)?;
-            if detach { Ok(0) } else { Ok(wait(pid)) }
+            if detach { Ok(0) } else { Ok(runtime::process::wait_exit(pid)) }
         }
         Cmd::Ps { format, id } => {
             let st = rt.state(&id).map_err(e)?;
             let init = st["pid"].as_i64().unwrap_or(0);
-            let pids = pids_in_namespace_of(init);
+            let pids = runtime::process::pids_in_namespace_of(init);
             if format == "json" {
                 println!("{}", serde_json::to_string(&pids).map_err(|x| x.to_string())?);
             } else {
@@ -290,18 +271,4 @@ fn run(rt: &Libcontainer, a: RuntimeArgs) -> Result<i32, String> {
             Ok(0)
         }
     }
-}
-
-fn pids_in_namespace_of(init: i64) -> Vec<i64> {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(ns) = std::fs::metadata(format!("/proc/{init}/ns/pid")).map(|m| m.ino()) else { return Vec::new() };
-    let mut v: Vec<i64> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()))
-        .filter(|p| std::fs::metadata(format!("/proc/{p}/ns/pid")).map(|m| m.ino()).ok() == Some(ns))
-        .collect();
-    v.sort();
-    v
 }

@@ -353,14 +353,7 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
 
 /// docker's exit code for a failed start: 126 cannot run, 127 not found, else 125.
 fn start_failure_code(msg: &str) -> i32 {
-    let m = msg.to_ascii_lowercase();
-    if m.contains("executable file not found") || m.contains("no such file or directory") || m.contains("not found") {
-        127
-    } else if m.contains("permission denied") {
-        126
-    } else {
-        125
-    }
+    api::start_error_code(msg).unwrap_or(125)
 }
 
 /// Follows a JSON progress stream, printing status lines; returns the first error.

@@ -213,7 +213,7 @@ impl Engine {
             Ok(r) => r,
             Err(err) => {
                 let msg = err.to_string();
-                let code = if msg.contains("not found") || msg.contains("No such file") { 127 } else { 126 };
+                let code = i64::from(api::start_error_code(&msg).unwrap_or(126));
                 self.exec_finished(e, code);
                 return Err(EngineError::BadRequest(format!("OCI runtime exec failed: {msg}")));
             }

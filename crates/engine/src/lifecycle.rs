@@ -231,17 +231,7 @@ fn check_cpuset(want: &str, online: &str, flag: &str) -> Result<()> {
 
 /// Parses a signal given by name (`SIGTERM`, `term`) or number.
 pub fn parse_signal(s: &str) -> Result<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
-            return Ok(n);
-        }
-        return Err(EngineError::BadRequest(format!("Invalid signal: {s}")));
-    }
-    let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|sig| sig as i32)
-        .map_err(|_| EngineError::BadRequest(format!("Invalid signal: {s}")))
+    runtime::process::parse_signal(s).map_err(EngineError::BadRequest)
 }
 
 impl Engine {
@@ -366,18 +356,9 @@ impl Engine {
             Err(e) => {
                 self.cleanup_runtime(c).await;
                 {
-                    // Docker's codes for a process that could not be started: 127 not found,
-                    // 126 not executable, 128 anything else.
                     let msg = e.to_string();
-                    let lower = msg.to_ascii_lowercase();
                     let mut r = c.lock();
-                    r.state.exit_code = if lower.contains("not found") || lower.contains("no such file") {
-                        127
-                    } else if lower.contains("permission denied") {
-                        126
-                    } else {
-                        128
-                    };
+                    r.state.exit_code = api::start_error_code(&msg).unwrap_or(128) as i64;
                     r.state.error = msg;
                 }
                 let _ = self.save(c);

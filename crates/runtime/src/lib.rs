@@ -15,6 +15,7 @@
 
 pub mod cgroups;
 pub mod libct;
+pub mod process;
 pub mod shim;
 pub mod spec;
 pub mod user;

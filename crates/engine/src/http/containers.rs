@@ -317,20 +317,6 @@ pub async fn logs(State(e): State<AppState>, Path(id): Path<String>, q: Query) -
     Ok(([(header::CONTENT_TYPE, ct)], channel_body(rx)).into_response())
 }
 
-/// Processes in the container: those in the same pid namespace as its first process.
-fn container_pids(init: i64) -> Vec<i64> {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(ns) = std::fs::metadata(format!("/proc/{init}/ns/pid")).map(|m| m.ino()) else { return Vec::new() };
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else { continue };
-        if std::fs::metadata(format!("/proc/{pid}/ns/pid")).map(|m| m.ino()).ok() == Some(ns) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 pub async fn top(State(e): State<AppState>, Path(id): Path<String>, q: Query) -> Result<axum::Json<TopResponse>> {
     let c = e.lookup(&id)?;
     if !c.status().is_live() {
@@ -346,7 +332,9 @@ pub async fn top(State(e): State<AppState>, Path(id): Path<String>, q: Query) ->
     if !out.status.success() {
         return Err(EngineError::BadRequest(format!("ps: {}", String::from_utf8_lossy(&out.stderr).trim())));
     }
-    let pids = tokio::task::spawn_blocking(move || container_pids(pid)).await.map_err(EngineError::internal)?;
+    let pids = tokio::task::spawn_blocking(move || runtime::process::pids_in_namespace_of(pid))
+        .await
+        .map_err(EngineError::internal)?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     let titles: Vec<String> = lines.next().unwrap_or_default().split_whitespace().map(str::to_owned).collect();

@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use self::io::{Attacher, Output};
@@ -218,7 +217,7 @@ fn run(config_path: &Path) -> Result<(), String> {
         });
     }
 
-    let status = wait_for(pid);
+    let status = crate::process::wait_exit(pid);
     // Output ends when every holder of the pipes is gone. For a container that is when its
     // pid namespace is empty; an exec'd process may leave a background child holding them,
     // so an exec session waits a little only.
@@ -268,18 +267,6 @@ fn ready(pid: i32) -> Result<(), String> {
         unsafe { libc::dup2(null.as_raw_fd(), 1) };
     }
     Ok(())
-}
-
-fn wait_for(pid: i32) -> i32 {
-    loop {
-        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::__WALL)) {
-            Ok(WaitStatus::Exited(_, code)) => return code,
-            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return 255,
-        }
-    }
 }
 
 fn write_exit_file(path: &Path, exit: &ExitStatus) -> Result<(), String> {
