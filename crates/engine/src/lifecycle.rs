@@ -186,12 +186,7 @@ fn rlimit_resource(kind: &str) -> libc::__rlimit_resource_t {
 
 /// Whether this process holds CAP_SYS_RESOURCE (bit 24) in its effective set.
 fn has_cap_sys_resource() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("CapEff:").and_then(|h| u64::from_str_radix(h.trim(), 16).ok()))
-        })
-        .is_some_and(|c| c & (1 << 24) != 0)
+    runtime::spec::own_capabilities("CapEff").is_some_and(|c| c & (1 << 24) != 0)
 }
 
 /// Parses a cpuset list (`0-2,4`) into its members.

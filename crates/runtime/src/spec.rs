@@ -216,13 +216,15 @@ impl ProcessSpec {
 /// Every capability in the host's bounding set: `--privileged` grants what the host has, not
 /// a fixed list (a fixed list fails on hosts that lack one, as CAP_SYS_RESOURCE here).
 pub fn all_capabilities() -> Vec<String> {
-    let bounding = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("CapBnd:")).and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        })
-        .unwrap_or(u64::MAX);
+    let bounding = own_capabilities("CapBnd").unwrap_or(u64::MAX);
     CAP_NAMES.iter().enumerate().filter(|(i, _)| bounding & (1u64 << i) != 0).map(|(_, n)| format!("CAP_{n}")).collect()
+}
+
+/// One of this process's capability sets (`CapBnd`, `CapEff`…) from /proc/self/status.
+pub fn own_capabilities(set: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix(set)?.strip_prefix(':'))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
 }
 
 /// Normalises a capability name as Docker accepts it: any case, with or without `CAP_`.
