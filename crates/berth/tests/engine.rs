@@ -115,6 +115,28 @@ fn root_logs_survive_exit_and_daemon_restart() {
 }
 
 #[test]
+fn root_daemon_keeps_running_containers_after_its_binary_is_replaced() {
+    if !can_run() {
+        return;
+    }
+    let mut d = Daemon::start();
+    d.kill9();
+    // A package upgrade unlinks the binary the daemon was started from.
+    let copy = d.dir.path().join("berth-old");
+    std::fs::copy(common::BERTH, &copy).expect("copy berth");
+    d.exe = copy.clone();
+    d.spawn();
+    std::fs::remove_file(&copy).expect("remove the copy");
+    let o = d.berth(&["run", "--rm", "busybox", "echo", "still here"]);
+    assert_eq!(stdout(&o), "still here\n", "{}", stderr(&o));
+    let o = d.berth(&["run", "-d", "--name", "bg", "busybox", "sleep", "30"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = d.berth(&["exec", "bg", "echo", "exec too"]);
+    assert_eq!(stdout(&o), "exec too\n", "{}", stderr(&o));
+    assert!(d.berth(&["rm", "-f", "bg"]).status.success());
+}
+
+#[test]
 fn root_exec_runs_in_the_container() {
     if !can_run() {
         return;

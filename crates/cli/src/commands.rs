@@ -742,7 +742,10 @@ async fn logs(c: &Client, a: LogsArgs) -> i32 {
                 }
             }
         }
+        // tokio hands each write to a blocking thread: without a flush the last one may still
+        // be on its way when the process exits.
         let _ = out.flush().await;
+        let _ = err.flush().await;
     }
     0
 }

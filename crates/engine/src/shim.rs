@@ -16,10 +16,12 @@ pub async fn spawn(config: &ShimConfig, config_path: &Path, shim_log: &Path) -> 
     tokio::fs::write(config_path, data)
         .await
         .map_err(|e| EngineError::Internal(format!("write `{}`: {e}", config_path.display())))?;
-    let exe = std::env::current_exe().map_err(|e| EngineError::Internal(format!("find the berth binary: {e}")))?;
     let log = std::fs::File::create(shim_log)
         .map_err(|e| EngineError::Internal(format!("create `{}`: {e}", shim_log.display())))?;
-    let mut child = tokio::process::Command::new(exe)
+    // The daemon's own binary, even once a package upgrade has replaced (unlinked) the file it
+    // was started from: the shim must speak this daemon's protocol, and the path would be gone.
+    let mut child = tokio::process::Command::new("/proc/self/exe")
+        .arg0("berth")
         .arg("shim")
         .arg(config_path)
         .stdin(Stdio::null())

@@ -50,6 +50,8 @@ pub fn docker_cli() -> Option<&'static str> {
 pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
+    /// The binary the daemon runs (the built one unless a test swaps it).
+    pub exe: PathBuf,
 }
 
 impl Daemon {
@@ -72,7 +74,7 @@ impl Daemon {
     /// Starts a daemon and imports `busybox:latest`.
     pub fn start() -> Daemon {
         let dir = tempfile::Builder::new().prefix("be2e").tempdir_in("/tmp").expect("tempdir");
-        let mut d = Daemon { dir, child: None };
+        let mut d = Daemon { dir, child: None, exe: PathBuf::from(BERTH) };
         d.spawn();
         let out = d.berth_stdin(
             &["import", "-c", "CMD [\"sh\"]", "-", "busybox:latest"],
@@ -92,7 +94,7 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("daemon.log"))
             .expect("log");
-        let child = Command::new(BERTH)
+        let child = Command::new(&self.exe)
             .args(["daemon", "--data-root"])
             .arg(self.data_root())
             .arg("--exec-root")
