@@ -7,10 +7,13 @@
 //!   under a container's writable upper directory.
 //! - [`layer`]: applying a layer tar (plain, gzip or zstd) with Docker's whiteouts turned into
 //!   overlayfs ones, refusing entries that would land outside the target.
+//! - [`diff`]: an overlay upper directory as `docker diff`'s change list and as a layer tar
+//!   (whiteouts as `.wh.` entries), for commit and build.
 //! - [`store::ImageStore`]: image records and tags in SQLite, import, lookup by id, prefix or
 //!   reference, tag/untag/delete, history.
 
 pub mod content;
+pub mod diff;
 pub mod layer;
 pub mod snapshot;
 pub mod store;
