@@ -165,6 +165,10 @@ pub async fn dispatch(c: &Client, cmd: Command) -> i32 {
             }
         }
         Command::History(a) => history(c, a).await,
+        Command::Build(a) => crate::build::build(c, a).await,
+        Command::Commit(a) => crate::build::commit(c, a).await,
+        Command::Diff { container } => crate::build::diff(c, &container).await,
+        Command::Builder(b) => crate::build::builder(c, b).await,
         Command::Version => version(c).await,
         Command::Info => info(c).await,
         Command::Daemon => {

@@ -5,11 +5,13 @@
 //!   one place that knows them all.
 //! - [`container`] holds a container's record and lifecycle enum; [`lifecycle`] the verbs
 //!   (create, start, stop, kill, pause, remove, wait) and what happens on exit.
+//! - [`build`]: builds (RUN steps as containers through the shim), commit, diff.
 //! - [`shim`] spawns and talks to the per-container shims (see `runtime::shim`).
 //! - [`http`] maps routes to those verbs; [`error`] maps every error kind to an HTTP status
 //!   in one match.
 //! - [`daemon`] is the process: options, the data-root lock, the socket, signals.
 
+pub mod build;
 pub mod container;
 pub mod daemon;
 pub mod engine;

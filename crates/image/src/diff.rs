@@ -224,10 +224,16 @@ pub fn is_empty(upper: &Path) -> bool {
 
 /// Writes `upper` as a layer tar (Docker's whiteout format) to `out`.
 pub fn write_layer<W: Write>(upper: &Path, out: W) -> Result<W, ImageError> {
+    write_layer_filtered(upper, out, &|_| true)
+}
+
+/// [`write_layer`] of the entries `keep` accepts (relative paths; a directory not kept is
+/// skipped with everything below it).
+pub fn write_layer_filtered<W: Write>(upper: &Path, out: W, keep: &dyn Fn(&Path) -> bool) -> Result<W, ImageError> {
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    write_dir(&mut b, upper, Path::new(""), &mut links)?;
+    write_dir(&mut b, upper, Path::new(""), &mut links, keep)?;
     b.into_inner().map_err(io_err("write layer of", upper))
 }
 
@@ -246,10 +252,14 @@ fn write_dir<W: Write>(
     dir: &Path,
     rel: &Path,
     links: &mut HashMap<(u64, u64), PathBuf>,
+    keep: &dyn Fn(&Path) -> bool,
 ) -> Result<(), ImageError> {
     let werr = |p: &Path| io_err("write layer entry", p.to_owned());
     for (name, path, m) in sorted_entries(dir)? {
         let r = rel.join(&name);
+        if !keep(&r) {
+            continue;
+        }
         let ft = m.file_type();
         if is_whiteout(&m) {
             let wh = rel.join(format!("{WHITEOUT_PREFIX}{name}"));
@@ -276,7 +286,7 @@ fn write_dir<W: Write>(
                 oh.set_entry_type(tar::EntryType::Regular);
                 b.append_data(&mut oh, &o, std::io::empty()).map_err(werr(&o))?;
             }
-            write_dir(b, &path, &r, links)?;
+            write_dir(b, &path, &r, links, keep)?;
         } else if ft.is_symlink() {
             let target = std::fs::read_link(&path).map_err(io_err("read link", &path))?;
             h.set_entry_type(tar::EntryType::Symlink);
@@ -322,6 +332,37 @@ pub enum Take {
 }
 
 impl ImageStore {
+    /// The entries of a (possibly live) upper directory that `keep` accepts as a layer on top
+    /// of `parent`; the directory is left alone. None when nothing is kept.
+    pub fn layer_from_upper_filtered(
+        &self,
+        parent: Option<&Digest>,
+        upper: &Path,
+        keep: &dyn Fn(&Path) -> bool,
+    ) -> Result<Option<LayerRecord>, ImageError> {
+        let mut ingest = self.content().ingest()?;
+        if let Err(e) = write_layer_filtered(upper, ingest.writer(), keep) {
+            ingest.abort();
+            return Err(e);
+        }
+        let (blob, size) = ingest.commit(self.content(), None)?;
+        if size <= 1024 {
+            // Only the end-of-archive blocks: no change.
+            return Ok(None);
+        }
+        let path = self.content().path(&blob);
+        let f = std::fs::File::open(&path).map_err(io_err("open", &path))?;
+        let chain = self.snapshots().apply(parent, f)?.0;
+        Ok(Some(LayerRecord {
+            diff_id: blob.clone(),
+            chain_id: chain,
+            blob,
+            media_type: oci::media_type::OCI_LAYER.to_owned(),
+            blob_size: size,
+            size,
+        }))
+    }
+
     /// Stores the change in `upper` as a layer on top of the chain `parent`: the tar blob
     /// (uncompressed) in the content store and the snapshot. None when nothing changed.
     pub fn layer_from_upper(
@@ -408,7 +449,7 @@ mod tests {
             .expect("entries")
             .map(|e| e.expect("entry").path().expect("path").display().to_string())
             .collect();
-        assert_eq!(names, vec!["etc/", "etc/passwd", ".wh.gone", "new", "opq/", "opq/.wh..wh..opq"]);
+        assert_eq!(names, vec!["etc", "etc/passwd", ".wh.gone", "new", "opq", "opq/.wh..wh..opq"]);
         // Applied again, the layer gives the same overlay form back.
         let back = tempfile::tempdir().expect("tempdir");
         let applied = crate::layer::apply(&tar[..], back.path()).expect("apply");
