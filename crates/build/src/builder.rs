@@ -154,9 +154,8 @@ pub fn load_dockerfile(context: &Path, name: &str) -> Result<(String, parser::Do
     let rel = crate::fsutil::clean_rel(name)
         .ok_or_else(|| BuildError::Invalid(format!("the Dockerfile ({name}) must be within the build context")))?;
     let path = context.join(&rel);
-    let text = std::fs::read(&path).map_err(|_| {
-        BuildError::Invalid(format!("Cannot locate specified Dockerfile: {name}"))
-    })?;
+    let text =
+        std::fs::read(&path).map_err(|_| BuildError::Invalid(format!("Cannot locate specified Dockerfile: {name}")))?;
     let text = String::from_utf8_lossy(&text).into_owned();
     let df = parser::parse(&text).map_err(|e| perr(name, e))?;
     if df.instructions.is_empty() {
@@ -179,7 +178,8 @@ pub fn apply_dockerignore(context: &Path, dockerfile: &str) -> Result<(), BuildE
 }
 
 fn prune(dir: &Path, rel: &str, ig: &Ignore) -> Result<(), BuildError> {
-    let rd = std::fs::read_dir(dir).map_err(|e| BuildError::Io { op: "read directory", path: dir.to_owned(), source: e })?;
+    let rd =
+        std::fs::read_dir(dir).map_err(|e| BuildError::Io { op: "read directory", path: dir.to_owned(), source: e })?;
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let r = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
@@ -241,19 +241,28 @@ impl Builder<'_> {
                         .map_err(|m| perr(&file, parser::ParseError { line: ins.line, message: m }))?;
                     let base = words.first().cloned().unwrap_or_default();
                     if base.is_empty() {
-                        return Err(perr(&file, parser::ParseError { line: ins.line, message: "base name (\"\") should not be blank".into() }));
+                        return Err(perr(
+                            &file,
+                            parser::ParseError {
+                                line: ins.line,
+                                message: "base name (\"\") should not be blank".into(),
+                            },
+                        ));
                     }
                     let name = words.get(2).map(|n| n.to_ascii_lowercase());
                     if let Some(n) = &name
                         && stages.iter().any(|s| s.name.as_deref() == Some(n))
                     {
-                        return Err(perr(&file, parser::ParseError { line: ins.line, message: format!("duplicate stage name \"{n}\"") }));
+                        return Err(perr(
+                            &file,
+                            parser::ParseError { line: ins.line, message: format!("duplicate stage name \"{n}\"") },
+                        ));
                     }
                     stages.push(Stage {
                         index: stages.len(),
                         name,
                         from: ins.clone(),
-                        base: base.to_ascii_lowercase().eq("scratch").then(|| "scratch".to_owned()).unwrap_or(base),
+                        base: if base.eq_ignore_ascii_case("scratch") { "scratch".to_owned() } else { base },
                         body: Vec::new(),
                         deps: Vec::new(),
                         first_step: 0,
@@ -267,7 +276,11 @@ impl Builder<'_> {
                         };
                         let lookup = |k: &str| globals.iter().rev().find(|(n, _)| n == k).and_then(|(_, v)| v.clone());
                         let def = match def {
-                            Some(d) => Some(lexer.word(&d, &lookup).map_err(|m| perr(&file, parser::ParseError { line: ins.line, message: m }))?),
+                            Some(d) => Some(
+                                lexer
+                                    .word(&d, &lookup)
+                                    .map_err(|m| perr(&file, parser::ParseError { line: ins.line, message: m }))?,
+                            ),
                             None => None,
                         };
                         let val = match opts.build_args.get(&k) {
@@ -281,10 +294,16 @@ impl Builder<'_> {
                 _ => match stages.last_mut() {
                     Some(s) => s.body.push(ins.clone()),
                     None => {
-                        return Err(perr(&file, parser::ParseError {
-                            line: ins.line,
-                            message: format!("{} before the first FROM: no build stage in current context", ins.cmd.name()),
-                        }));
+                        return Err(perr(
+                            &file,
+                            parser::ParseError {
+                                line: ins.line,
+                                message: format!(
+                                    "{} before the first FROM: no build stage in current context",
+                                    ins.cmd.name()
+                                ),
+                            },
+                        ));
                     }
                 },
             }
@@ -298,6 +317,7 @@ impl Builder<'_> {
             let lname = name.to_ascii_lowercase();
             names[..before].iter().position(|s| s.as_deref() == Some(lname.as_str()))
         };
+        #[allow(clippy::needless_range_loop)] // stages[..i] is read while stages[i] is written
         for i in 0..stages.len() {
             let mut deps = Vec::new();
             if let Some(d) = find(&stages[i].base, i) {
@@ -385,11 +405,14 @@ impl Builder<'_> {
                 vec![self.build_stage(&run, &stages[ready[0]])]
             } else {
                 std::thread::scope(|sc| {
-                    let hs: Vec<_> = ready.iter().map(|&i| {
-                        let run = &run;
-                        let stage = &stages[i];
-                        sc.spawn(move || self.build_stage(run, stage))
-                    }).collect();
+                    let hs: Vec<_> = ready
+                        .iter()
+                        .map(|&i| {
+                            let run = &run;
+                            let stage = &stages[i];
+                            sc.spawn(move || self.build_stage(run, stage))
+                        })
+                        .collect();
                     hs.into_iter()
                         .map(|h| h.join().unwrap_or_else(|_| Err(BuildError::Runner("a build stage panicked".into()))))
                         .collect()
@@ -409,7 +432,8 @@ impl Builder<'_> {
                 .collect()
         };
         if !unused.is_empty() {
-            self.progress.stream(&format!("[Warning] One or more build-args [{}] were not consumed\n", unused.join(" ")));
+            self.progress
+                .stream(&format!("[Warning] One or more build-args [{}] were not consumed\n", unused.join(" ")));
         }
         let fin = results
             .lock()
@@ -426,7 +450,7 @@ impl Builder<'_> {
     }
 
     fn build_stage(&self, run: &Run<'_>, stage: &Stage) -> Result<(), BuildError> {
-        let mut st = self.from_step(run, stage)?;
+        let mut st = self.stage_base(run, stage)?;
         for (i, ins) in stage.body.iter().enumerate() {
             self.progress.stream(&format!("Step {}/{} : {}\n", stage.first_step + 1 + i, run.total, ins.original));
             self.dispatch(run, &mut st, ins)?;
@@ -509,7 +533,8 @@ impl Builder<'_> {
         config["created"] = created;
         config["config"] = run_config;
         config["history"] = Value::Array(hist);
-        config["rootfs"] = json!({"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>()});
+        config["rootfs"] =
+            json!({"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>()});
         Ok(self.store.create(config, layers, st.img.as_ref().map(|r| r.id.clone()))?)
     }
 }

@@ -54,7 +54,11 @@ pub fn download(url: &str, dir: &Path) -> Result<(PathBuf, String), BuildError> 
         let mut r = BufReader::new(s);
         let mut status = String::new();
         r.read_line(&mut status).map_err(|e| bad(url, e))?;
-        let code: u16 = status.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| bad(url, "not an HTTP response"))?;
+        let code: u16 = status
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| bad(url, "not an HTTP response"))?;
         let mut headers = Vec::new();
         loop {
             let mut l = String::new();
@@ -87,13 +91,15 @@ pub fn download(url: &str, dir: &Path) -> Result<(PathBuf, String), BuildError> 
         }
         std::fs::create_dir_all(dir).map_err(|e| BuildError::Io { op: "create", path: dir.to_owned(), source: e })?;
         let out = dir.join(&name);
-        let mut f = std::fs::File::create(&out).map_err(|e| BuildError::Io { op: "create", path: out.clone(), source: e })?;
+        let mut f =
+            std::fs::File::create(&out).map_err(|e| BuildError::Io { op: "create", path: out.clone(), source: e })?;
         let werr = |e: std::io::Error| bad(url, format!("download: {e}"));
         if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
             loop {
                 let mut l = String::new();
                 r.read_line(&mut l).map_err(werr)?;
-                let n = usize::from_str_radix(l.trim().split(';').next().unwrap_or("0"), 16).map_err(|e| bad(url, e))?;
+                let n =
+                    usize::from_str_radix(l.trim().split(';').next().unwrap_or("0"), 16).map_err(|e| bad(url, e))?;
                 if n == 0 {
                     break;
                 }

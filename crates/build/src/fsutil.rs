@@ -65,11 +65,7 @@ pub fn clean_rel(rel: &str) -> Option<PathBuf> {
     for c in Path::new(rel).components() {
         match c {
             Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                if !out.pop() {
-                    return None;
-                }
-            }
+            Component::ParentDir if !out.pop() => return None,
             _ => {}
         }
     }
@@ -104,13 +100,15 @@ pub fn parse_chown(root: &Path, spec: &str) -> Result<(u32, u32), String> {
     };
     let uid = match u.parse::<u32>() {
         Ok(n) => n,
-        Err(_) => lookup_id(root, "/etc/passwd", u).ok_or_else(|| format!("unable to find user {u}: no matching entries in passwd file"))?,
+        Err(_) => lookup_id(root, "/etc/passwd", u)
+            .ok_or_else(|| format!("unable to find user {u}: no matching entries in passwd file"))?,
     };
     let gid = match g {
         None => uid,
         Some(g) => match g.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => lookup_id(root, "/etc/group", g).ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))?,
+            Err(_) => lookup_id(root, "/etc/group", g)
+                .ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))?,
         },
     };
     Ok((uid, gid))
@@ -267,11 +265,8 @@ pub fn extract_archive(archive: &Path, dst: &Path, opts: Option<&CopyOpts>) -> R
     let f = std::fs::File::open(archive).map_err(io("open", archive))?;
     let mut br = std::io::BufReader::new(f);
     let head = std::io::BufRead::fill_buf(&mut br).map_err(io("read", archive))?;
-    let r: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(br))
-    } else {
-        Box::new(br)
-    };
+    let r: Box<dyn Read> =
+        if head.starts_with(&[0x1f, 0x8b]) { Box::new(flate2::read::GzDecoder::new(br)) } else { Box::new(br) };
     let mut ar = tar::Archive::new(r);
     ar.set_preserve_permissions(true);
     ar.set_preserve_ownerships(opts.is_none());

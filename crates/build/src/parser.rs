@@ -86,7 +86,9 @@ impl Cmd {
             Cmd::From => &[("platform", true)],
             Cmd::Run => &[("network", true), ("mount", true), ("security", true)],
             Cmd::Copy => &[("from", true), ("chown", true), ("chmod", true), ("link", false), ("parents", false)],
-            Cmd::Add => &[("chown", true), ("chmod", true), ("checksum", true), ("link", false), ("keep-git-dir", false)],
+            Cmd::Add => {
+                &[("chown", true), ("chmod", true), ("checksum", true), ("link", false), ("keep-git-dir", false)]
+            }
             Cmd::Healthcheck => &[
                 ("interval", true),
                 ("timeout", true),
@@ -104,10 +106,7 @@ impl Cmd {
 
     /// Whether a JSON array is read as the exec form.
     fn json_form(self) -> bool {
-        matches!(
-            self,
-            Cmd::Run | Cmd::Cmd | Cmd::Entrypoint | Cmd::Shell | Cmd::Volume | Cmd::Copy | Cmd::Add
-        )
+        matches!(self, Cmd::Run | Cmd::Cmd | Cmd::Entrypoint | Cmd::Shell | Cmd::Volume | Cmd::Copy | Cmd::Add)
     }
 }
 
@@ -273,7 +272,8 @@ pub fn parse_instruction(
         Some(p) => (&logical[..p], logical[p..].trim_start()),
         None => (logical, ""),
     };
-    let cmd = Cmd::parse(word).ok_or_else(|| err(line, format!("unknown instruction: {}", word.to_ascii_uppercase())))?;
+    let cmd =
+        Cmd::parse(word).ok_or_else(|| err(line, format!("unknown instruction: {}", word.to_ascii_uppercase())))?;
     // Flags: leading `--name[=value]` words.
     let mut flags = Vec::new();
     let mut body = after;
@@ -434,7 +434,12 @@ fn validate(ins: &Instruction, escape: char) -> Result<(), ParseError> {
                     let ok = n.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
                         && n.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
                     if !ok {
-                        return Err(err(line, format!("invalid name for build stage: \"{n}\", name can't start with a number or contain symbols")));
+                        return Err(err(
+                            line,
+                            format!(
+                                "invalid name for build stage: \"{n}\", name can't start with a number or contain symbols"
+                            ),
+                        ));
                     }
                 }
                 _ => return Err(err(line, "FROM requires either one or three arguments")),
@@ -446,7 +451,13 @@ fn validate(ins: &Instruction, escape: char) -> Result<(), ParseError> {
                 Args::Shell(s) => quoted(s)?.len(),
             };
             if n < 2 {
-                return Err(err(line, format!("{} requires at least two arguments, but only one was provided. Destination could not be determined", ins.cmd.name())));
+                return Err(err(
+                    line,
+                    format!(
+                        "{} requires at least two arguments, but only one was provided. Destination could not be determined",
+                        ins.cmd.name()
+                    ),
+                ));
             }
             if let Some(m) = ins.flag("chmod")
                 && !m.contains('$')
@@ -559,7 +570,9 @@ mod tests {
 
     #[test]
     fn directives_comments_continuations() {
-        let d = p("# syntax=docker/dockerfile:1\n# escape=`\n\nFROM busybox\n# c\nRUN echo a `\n  # inside\n\n  b\nrun echo c\n");
+        let d = p(
+            "# syntax=docker/dockerfile:1\n# escape=`\n\nFROM busybox\n# c\nRUN echo a `\n  # inside\n\n  b\nrun echo c\n",
+        );
         assert_eq!(d.escape, '`');
         assert_eq!(d.syntax.as_deref(), Some("docker/dockerfile:1"));
         assert_eq!(d.instructions.len(), 3);
@@ -575,7 +588,9 @@ mod tests {
 
     #[test]
     fn exec_and_shell_forms_and_flags() {
-        let d = p("FROM --platform=linux/amd64 a AS b\nCMD [\"echo\", \"hi\"]\nCMD [not json\nCOPY --from=b --chown=1:2 x y\n");
+        let d = p(
+            "FROM --platform=linux/amd64 a AS b\nCMD [\"echo\", \"hi\"]\nCMD [not json\nCOPY --from=b --chown=1:2 x y\n",
+        );
         assert_eq!(d.instructions[0].flag("platform"), Some("linux/amd64"));
         assert_eq!(d.instructions[1].args, Args::Exec(vec!["echo".into(), "hi".into()]));
         assert_eq!(d.instructions[2].args, Args::Shell("[not json".into()));
@@ -607,7 +622,9 @@ mod tests {
 
     #[test]
     fn heredocs() {
-        let d = p("FROM a\nRUN <<EOF\necho one\necho two\nEOF\nCOPY <<-\"X\" <<Y /dst/\n\tlit $A\n\tX\nexp $A\nY\nRUN true\n");
+        let d = p(
+            "FROM a\nRUN <<EOF\necho one\necho two\nEOF\nCOPY <<-\"X\" <<Y /dst/\n\tlit $A\n\tX\nexp $A\nY\nRUN true\n",
+        );
         assert_eq!(d.instructions.len(), 4);
         let h = &d.instructions[1].heredocs;
         assert_eq!(h[0].content, "echo one\necho two\n");

@@ -35,7 +35,8 @@ impl StepMount {
         let dir = b.scratch.join(format!("step-{}", random_hex(8)));
         let upper = dir.join("upper");
         let merged = dir.join("merged");
-        let mut m = StepMount { dir: dir.clone(), upper: upper.clone(), merged: merged.clone(), lowers, mounted: false };
+        let mut m =
+            StepMount { dir: dir.clone(), upper: upper.clone(), merged: merged.clone(), lowers, mounted: false };
         image::snapshot::mount_overlay(&m.lowers, &upper, &dir.join("work"), &merged)?;
         m.mounted = true;
         Ok(m)
@@ -93,7 +94,7 @@ struct Src {
 }
 
 impl Builder<'_> {
-    pub(crate) fn from_step(&self, run: &Run<'_>, stage: &Stage) -> Result<StageState, BuildError> {
+    pub(crate) fn stage_base(&self, run: &Run<'_>, stage: &Stage) -> Result<StageState, BuildError> {
         let ins = &stage.from;
         self.progress.stream(&format!("Step {}/{} : {}\n", stage.first_step, run.total, ins.original));
         let lex = Lexer::new(run.escape);
@@ -102,9 +103,7 @@ impl Builder<'_> {
             let p = lex.word(p, &globals).map_err(|m| invalid(ins, m))?;
             let host = format!("linux/{}", host_arch());
             if !p.is_empty() && p != host && !p.starts_with(&format!("{host}/")) {
-                return Err(BuildError::Unsupported(format!(
-                    "FROM --platform={p}: this host builds for {host} only"
-                )));
+                return Err(BuildError::Unsupported(format!("FROM --platform={p}: this host builds for {host} only")));
             }
         }
         let (img, config) = if stage.base == "scratch" {
@@ -117,9 +116,11 @@ impl Builder<'_> {
             });
             (None, config)
         } else {
-            let rec = match stage.deps.first().filter(|d| {
-                run.stages[**d].name.as_deref() == Some(stage.base.to_ascii_lowercase().as_str())
-            }) {
+            let rec = match stage
+                .deps
+                .first()
+                .filter(|d| run.stages[**d].name.as_deref() == Some(stage.base.to_ascii_lowercase().as_str()))
+            {
                 Some(d) => run
                     .results
                     .lock()
@@ -198,6 +199,7 @@ impl Builder<'_> {
     }
 
     /// A step that changes the filesystem: `action` works in an overlay mount of the stage.
+    #[allow(clippy::too_many_arguments)]
     fn layer_step(
         &self,
         run: &Run<'_>,
@@ -247,7 +249,9 @@ impl Builder<'_> {
                     if ins.cmd == Cmd::Env {
                         let env = obj(&mut rc).entry("Env").or_insert_with(|| json!([]));
                         if let Some(list) = env.as_array_mut() {
-                            list.retain(|e| e.as_str().and_then(|s| s.split_once('=')).map(|(n, _)| n) != Some(k.as_str()));
+                            list.retain(|e| {
+                                e.as_str().and_then(|s| s.split_once('=')).map(|(n, _)| n) != Some(k.as_str())
+                            });
                             list.push(json!(format!("{k}={v}")));
                         }
                         shown.push(format!("{k}={v}"));
@@ -295,7 +299,8 @@ impl Builder<'_> {
                 let s = word(st, &text)?;
                 let name = s.trim_start_matches("SIG");
                 let ok = s.parse::<u32>().is_ok_and(|n| n > 0 && n < 65)
-                    || (!name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '+' || c == '-'));
+                    || (!name.is_empty()
+                        && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '+' || c == '-'));
                 if !ok {
                     return Err(invalid(ins, format!("invalid signal: {s}")));
                 }
@@ -433,7 +438,8 @@ impl Builder<'_> {
     fn run_step(&self, run: &Run<'_>, st: &mut StageState, ins: &Instruction, rc: Value) -> Result<(), BuildError> {
         let argv = match (&ins.args, ins.heredocs.is_empty()) {
             (Args::Shell(s), false) => {
-                let sole: String = s.chars().filter(|c| !matches!(c, '<' | '-' | '"' | '\'') && !c.is_whitespace()).collect();
+                let sole: String =
+                    s.chars().filter(|c| !matches!(c, '<' | '-' | '"' | '\'') && !c.is_whitespace()).collect();
                 let mut v = st.shell();
                 if ins.heredocs.len() == 1 && sole == ins.heredocs[0].name {
                     v.push(ins.heredocs[0].content.clone());
@@ -521,7 +527,8 @@ impl Builder<'_> {
         let (dest_raw, srcs) = words.split_last().ok_or_else(|| invalid(ins, "requires a destination"))?;
         let workdir = rc.get("WorkingDir").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or("/").to_owned();
         let dest_is_dir_syntax = dest_raw.ends_with('/') || dest_raw.ends_with("/.") || dest_raw == ".";
-        let dest = if dest_raw.starts_with('/') { clean_abs(dest_raw) } else { clean_abs(&format!("{workdir}/{dest_raw}")) };
+        let dest =
+            if dest_raw.starts_with('/') { clean_abs(dest_raw) } else { clean_abs(&format!("{workdir}/{dest_raw}")) };
         // The source root: the context, or a stage's or image's filesystem.
         let from = ins.flag("from").map(|f| lex.word(f, &|k| st.lookup(k))).transpose().map_err(|m| invalid(ins, m))?;
         let mut _from_mount = None;
@@ -542,10 +549,9 @@ impl Builder<'_> {
                         .get(&i)
                         .cloned()
                         .ok_or_else(|| invalid(ins, format!("stage {f} is not built before this one")))?,
-                    None => self
-                        .store
-                        .resolve(f)
-                        .map_err(|_| BuildError::NotFound(format!("COPY --from={f}: No such image or build stage: {f}")))?,
+                    None => self.store.resolve(f).map_err(|_| {
+                        BuildError::NotFound(format!("COPY --from={f}: No such image or build stage: {f}"))
+                    })?,
                 };
                 let m = StepMount::new(self, &rec.layers)?;
                 let root = m.merged.clone();
@@ -557,11 +563,20 @@ impl Builder<'_> {
         let _cleanup = Cleanup(scratch.clone());
         let mut sources: Vec<Src> = Vec::new();
         for s in srcs {
-            if let Some(name) = s.strip_prefix("<<").map(|n| n.trim_start_matches('-').trim_matches(|c| c == '"' || c == '\''))
+            if let Some(name) =
+                s.strip_prefix("<<").map(|n| n.trim_start_matches('-').trim_matches(|c| c == '"' || c == '\''))
                 && let Some(h) = ins.heredocs.iter().find(|h| h.name == name)
             {
-                let content = if h.expand { lex.expand_vars(&h.content, &|k| st.lookup(k)).map_err(|m| invalid(ins, m))? } else { h.content.clone() };
-                std::fs::create_dir_all(&scratch).map_err(|e| BuildError::Io { op: "create", path: scratch.clone(), source: e })?;
+                let content = if h.expand {
+                    lex.expand_vars(&h.content, &|k| st.lookup(k)).map_err(|m| invalid(ins, m))?
+                } else {
+                    h.content.clone()
+                };
+                std::fs::create_dir_all(&scratch).map_err(|e| BuildError::Io {
+                    op: "create",
+                    path: scratch.clone(),
+                    source: e,
+                })?;
                 let p = scratch.join(format!("heredoc-{}", sources.len()));
                 std::fs::write(&p, content).map_err(|e| BuildError::Io { op: "write", path: p.clone(), source: e })?;
                 use std::os::unix::fs::PermissionsExt;
@@ -570,7 +585,11 @@ impl Builder<'_> {
                 continue;
             }
             if is_add && (s.starts_with("http://") || s.starts_with("https://")) {
-                std::fs::create_dir_all(&scratch).map_err(|e| BuildError::Io { op: "create", path: scratch.clone(), source: e })?;
+                std::fs::create_dir_all(&scratch).map_err(|e| BuildError::Io {
+                    op: "create",
+                    path: scratch.clone(),
+                    source: e,
+                })?;
                 self.progress.stream(&format!("Downloading {s}\n"));
                 let (p, name) = crate::fetch::download(s, &scratch.join(format!("url-{}", sources.len())))?;
                 if let Some(sum) = ins.flag("checksum") {
@@ -585,13 +604,15 @@ impl Builder<'_> {
             if ins.flag("checksum").is_some() {
                 return Err(invalid(ins, "--checksum can only be used with a remote URL source"));
             }
-            let rel = fsutil::clean_rel(s).ok_or_else(|| {
-                invalid(ins, format!("forbidden path outside the build context: {s}"))
-            })?;
+            let rel = fsutil::clean_rel(s)
+                .ok_or_else(|| invalid(ins, format!("forbidden path outside the build context: {s}")))?;
             let rel_s = rel.to_string_lossy().into_owned();
             let matches: Vec<String> = if has_glob(&rel_s) { expand_glob(&root, &rel_s) } else { vec![rel_s.clone()] };
             if has_glob(&rel_s) && matches.is_empty() {
-                return Err(invalid(ins, format!("no source files were specified: `{s}` matches nothing in the {where_}")));
+                return Err(invalid(
+                    ins,
+                    format!("no source files were specified: `{s}` matches nothing in the {where_}"),
+                ));
             }
             for m in matches {
                 let path = fsutil::resolve_in_root(&root, &m, true);
@@ -613,7 +634,10 @@ impl Builder<'_> {
         if sources.len() > 1 && !dest_is_dir_syntax {
             return Err(invalid(
                 ins,
-                format!("When using {} with more than one source file, the destination must be a directory and end with a /", ins.cmd.name()),
+                format!(
+                    "When using {} with more than one source file, the destination must be a directory and end with a /",
+                    ins.cmd.name()
+                ),
             ));
         }
         let hash = fsutil::hash_sources(&sources.iter().map(|s| (s.name.clone(), s.path.clone())).collect::<Vec<_>>())?;
@@ -629,8 +653,13 @@ impl Builder<'_> {
             }
         }
         let created_by = nop(&format!("{} {flags}{kind}:{hash} in {dest_raw} ", ins.cmd.name()));
-        let chown = ins.flag("chown").map(|c| lex.word(c, &|k| st.lookup(k))).transpose().map_err(|m| invalid(ins, m))?;
-        let chmod = ins.flag("chmod").map(|m| u32::from_str_radix(m, 8)).transpose().map_err(|_| invalid(ins, "invalid --chmod"))?;
+        let chown =
+            ins.flag("chown").map(|c| lex.word(c, &|k| st.lookup(k))).transpose().map_err(|m| invalid(ins, m))?;
+        let chmod = ins
+            .flag("chmod")
+            .map(|m| u32::from_str_radix(m, 8))
+            .transpose()
+            .map_err(|_| invalid(ins, "invalid --chmod"))?;
         let extra = format!("dest={dest}");
         self.layer_step(run, st, created_by, &extra, rc, false, &mut |m| {
             let (uid, gid) = match &chown {

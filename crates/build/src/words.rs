@@ -75,7 +75,11 @@ impl Lexer {
                     *i += 1;
                     loop {
                         match c.get(*i) {
-                            None => return Err("unexpected end of statement while looking for matching single-quote".into()),
+                            None => {
+                                return Err(
+                                    "unexpected end of statement while looking for matching single-quote".into()
+                                );
+                            }
                             Some('\'') => {
                                 *i += 1;
                                 break;
@@ -91,24 +95,26 @@ impl Lexer {
                     *i += 1;
                     loop {
                         match c.get(*i) {
-                            None => return Err("unexpected end of statement while looking for matching double-quote".into()),
+                            None => {
+                                return Err(
+                                    "unexpected end of statement while looking for matching double-quote".into()
+                                );
+                            }
                             Some('"') => {
                                 *i += 1;
                                 break;
                             }
                             Some('$') => out.push_str(&self.dollar(c, i, env)?),
-                            Some(&x) if x == self.escape => {
-                                match c.get(*i + 1) {
-                                    Some(&n) if n == '"' || n == '$' || n == self.escape => {
-                                        out.push(n);
-                                        *i += 2;
-                                    }
-                                    _ => {
-                                        out.push(x);
-                                        *i += 1;
-                                    }
+                            Some(&x) if x == self.escape => match c.get(*i + 1) {
+                                Some(&n) if n == '"' || n == '$' || n == self.escape => {
+                                    out.push(n);
+                                    *i += 2;
                                 }
-                            }
+                                _ => {
+                                    out.push(x);
+                                    *i += 1;
+                                }
+                            },
                             Some(&x) => {
                                 out.push(x);
                                 *i += 1;

@@ -130,10 +130,15 @@ pub async fn build(c: &Client, a: BuildArgs) -> i32 {
             Ok(rel) => q.push(format!("dockerfile={}", enc(&rel.to_string_lossy()))),
             Err(_) => {
                 if !abs.is_file() {
-                    eprintln!("unable to prepare context: unable to evaluate symlinks in Dockerfile path: lstat {f}: no such file or directory");
+                    eprintln!(
+                        "unable to prepare context: unable to evaluate symlinks in Dockerfile path: lstat {f}: no such file or directory"
+                    );
                     return 1;
                 }
-                let name = format!(".dockerfile.{:x}", std::process::id() as u64 * 7919 + chrono::Utc::now().timestamp_subsec_nanos() as u64);
+                let name = format!(
+                    ".dockerfile.{:x}",
+                    std::process::id() as u64 * 7919 + chrono::Utc::now().timestamp_subsec_nanos() as u64
+                );
                 q.push(format!("dockerfile={}", enc(&name)));
                 outside = Some((abs, name));
             }
@@ -220,11 +225,11 @@ pub async fn build(c: &Client, a: BuildArgs) -> i32 {
         while let Some(i) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=i).collect();
             let Ok(v) = serde_json::from_slice::<Value>(line.trim_ascii()) else { continue };
-            if let Some(s) = v.get("stream").and_then(Value::as_str) {
-                if !a.quiet {
-                    let _ = out.write_all(s.as_bytes());
-                    let _ = out.flush();
-                }
+            if let Some(s) = v.get("stream").and_then(Value::as_str)
+                && !a.quiet
+            {
+                let _ = out.write_all(s.as_bytes());
+                let _ = out.flush();
             }
             if let Some(i) = v.pointer("/aux/ID").and_then(Value::as_str) {
                 id = Some(i.to_owned());
@@ -313,8 +318,13 @@ pub async fn builder(c: &Client, cmd: BuilderCmd) -> i32 {
     match cmd {
         BuilderCmd::Prune { .. } => match c.post::<Value, Value>("/build/prune", None).await {
             Ok(v) => {
-                let ids: Vec<&str> =
-                    v.get("CachesDeleted").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+                let ids: Vec<&str> = v
+                    .get("CachesDeleted")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
                 if !ids.is_empty() {
                     println!("Deleted build cache objects:");
                     for i in ids {

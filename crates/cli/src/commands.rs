@@ -877,7 +877,10 @@ async fn images(c: &Client, a: ImagesArgs) -> i32 {
     if let Some(r) = &a.reference {
         filters.push(format!("reference={r}"));
     }
-    let q = if filters.is_empty() { String::new() } else { format!("?filters={}", enc(&filters_json(&filters))) };
+    let mut q = if filters.is_empty() { String::new() } else { format!("?filters={}", enc(&filters_json(&filters))) };
+    if a.all {
+        q.push_str(if q.is_empty() { "?all=1" } else { "&all=1" });
+    }
     let list: Vec<ImageSummary> = match c.get(&format!("/images/json{q}")).await {
         Ok(l) => l,
         Err(e) => {

@@ -56,7 +56,10 @@ impl EngineRunner {
         let hostname = step.id[..12].to_owned();
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let files = [
-            ("hosts", format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")),
+            (
+                "hosts",
+                format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"),
+            ),
             ("hostname", format!("{hostname}\n")),
             ("resolv.conf", host_resolv),
         ];
@@ -301,8 +304,7 @@ impl Engine {
                 }
             }
             let now = crate::lifecycle::now();
-            let created_by: Vec<String> =
-                std::iter::once(rec.path.clone()).chain(rec.args.iter().cloned()).collect();
+            let created_by: Vec<String> = std::iter::once(rec.path.clone()).chain(rec.args.iter().cloned()).collect();
             let mut hist = json!({"created": now, "created_by": created_by.join(" ")});
             if !o.comment.is_empty() {
                 hist["comment"] = json!(o.comment);
@@ -322,7 +324,8 @@ impl Engine {
             config["config"] = run;
             config["container"] = json!(id);
             config["history"] = Value::Array(history);
-            config["rootfs"] = json!({"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>()});
+            config["rootfs"] =
+                json!({"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>()});
             let new = images.create(config, layers, Some(img.id.clone()))?;
             if let Some(t) = &o.tag {
                 images.tag(&new.id, t)?;
@@ -342,24 +345,24 @@ impl Engine {
     pub async fn prune_build_cache(self: &Arc<Self>) -> Result<(Vec<String>, u64)> {
         let e = self.clone();
         tokio::task::spawn_blocking(move || -> Result<(Vec<String>, u64)> {
-            let cache = build::cache::Cache::open(&e.paths.data_root).map_err(|err| EngineError::Internal(err.to_string()))?;
+            let cache =
+                build::cache::Cache::open(&e.paths.data_root).map_err(|err| EngineError::Internal(err.to_string()))?;
             let ids = cache.images().map_err(|err| EngineError::Internal(err.to_string()))?;
             let all = e.images.all()?;
             let mut deleted = Vec::new();
             let mut reclaimed = 0u64;
             // Children first, so parents become removable.
             let mut order: Vec<&ImageRecord> = all.iter().filter(|r| ids.contains(&r.id)).collect();
-            order.sort_by_key(|r| std::cmp::Reverse(r.config.get("history").and_then(Value::as_array).map_or(0, Vec::len)));
+            order.sort_by_key(|r| {
+                std::cmp::Reverse(r.config.get("history").and_then(Value::as_array).map_or(0, Vec::len))
+            });
             for rec in order {
                 let _ = cache.forget(&rec.id);
                 if !e.images.tags_of(&rec.id)?.is_empty() || e.image_user(&rec.id.to_string()).is_some() {
                     continue;
                 }
-                let before: Vec<(Digest, u64)> = rec
-                    .layers
-                    .iter()
-                    .map(|l| (l.chain_id.clone(), e.images.snapshots().size(&l.chain_id)))
-                    .collect();
+                let before: Vec<(Digest, u64)> =
+                    rec.layers.iter().map(|l| (l.chain_id.clone(), e.images.snapshots().size(&l.chain_id))).collect();
                 let none = |_: &Digest| None;
                 if e.images.remove(&rec.id.to_string(), false, &none).is_ok() {
                     deleted.push(rec.id.to_string());

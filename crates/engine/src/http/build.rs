@@ -35,7 +35,8 @@ fn reference(s: &str) -> Result<Reference> {
 /// Unpacks the request's tar (plain or gzip) into `dir`.
 fn unpack_context(src: impl Read, dir: &std::path::Path) -> Result<()> {
     let mut br = std::io::BufReader::new(src);
-    let head = std::io::BufRead::fill_buf(&mut br).map_err(|e| EngineError::BadRequest(format!("read build context: {e}")))?;
+    let head =
+        std::io::BufRead::fill_buf(&mut br).map_err(|e| EngineError::BadRequest(format!("read build context: {e}")))?;
     let r: Box<dyn Read> =
         if head.starts_with(&[0x1f, 0x8b]) { Box::new(flate2::read::GzDecoder::new(br)) } else { Box::new(br) };
     let mut ar = tar::Archive::new(r);
@@ -88,10 +89,12 @@ pub async fn build(State(e): State<AppState>, RawQuery(q): RawQuery, req: Reques
         opts.build_args = m;
     }
     if let Some(l) = get(&p, "labels") {
-        opts.labels = serde_json::from_str(l).map_err(|err| EngineError::BadRequest(format!("invalid labels: {err}")))?;
+        opts.labels =
+            serde_json::from_str(l).map_err(|err| EngineError::BadRequest(format!("invalid labels: {err}")))?;
     }
     if let Some(c) = get(&p, "cachefrom") {
-        opts.cache_from = serde_json::from_str(c).map_err(|err| EngineError::BadRequest(format!("invalid cachefrom: {err}")))?;
+        opts.cache_from =
+            serde_json::from_str(c).map_err(|err| EngineError::BadRequest(format!("invalid cachefrom: {err}")))?;
     }
     let quiet = truthy(&p, "q");
     let ctx = e.new_context_dir()?;
