@@ -295,3 +295,38 @@ fn root_docker_cli_legacy_builder() {
     let o = d.docker(&["commit", "dc", "dcommit:1"]).expect("docker");
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn root_docker_py_images_build() {
+    if !can_run() {
+        return;
+    }
+    let ok = std::process::Command::new("python3").args(["-c", "import docker"]).output();
+    if !ok.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: docker-py is not installed");
+        return;
+    }
+    let d = Daemon::start();
+    let script = r#"
+import sys, docker
+c = docker.DockerClient(base_url=sys.argv[1])
+img, logs = c.images.build(path=sys.argv[2], tag="viapy:1", buildargs={"WHO": "berth"})
+print("ID", img.id)
+print("TAGS", img.tags)
+try:
+    c.images.build(fileobj=__import__("io").BytesIO(b"FROM busybox:latest\nRUN exit 5\n"))
+except docker.errors.BuildError as e:
+    print("ERR", e.msg)
+"#;
+    let o = std::process::Command::new("python3")
+        .args(["-c", script, &d.host(), &corpus("basic").display().to_string()])
+        .output()
+        .expect("python3");
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.contains("ID sha256:"), "{out}");
+    assert!(out.contains("viapy:1"), "{out}");
+    assert!(out.contains("ERR The command '/bin/sh -c exit 5' returned a non-zero code: 5"), "{out}");
+    let want = words(&std::fs::read_to_string(corpus("basic").join("expect")).expect("expect"));
+    assert_eq!(run_out(&d, "viapy:1"), want);
+}

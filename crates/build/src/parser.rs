@@ -637,6 +637,67 @@ mod tests {
         assert_eq!(d.instructions[3].line, 11);
     }
 
+    /// The parser and the word processor never panic, whatever the input (a quickcheck-style
+    /// loop over random Dockerfile-ish text; `fuzz/` has the cargo-fuzz target).
+    #[test]
+    fn never_panics_on_random_input() {
+        const TOKENS: &[&str] = &[
+            "FROM ",
+            "RUN ",
+            "COPY ",
+            "ADD ",
+            "ENV ",
+            "ARG ",
+            "LABEL ",
+            "HEALTHCHECK ",
+            "ONBUILD ",
+            "SHELL ",
+            "CMD ",
+            "EXPOSE ",
+            "VOLUME ",
+            "WORKDIR ",
+            "x",
+            "=",
+            "\"",
+            "'",
+            "\\",
+            "`",
+            "$",
+            "${",
+            "}",
+            ":-",
+            ":+",
+            "[",
+            "]",
+            "\n",
+            " ",
+            "\t",
+            "#",
+            "# escape=`\n",
+            "<<",
+            "<<-",
+            "EOF",
+            "--from=",
+            "--chmod=",
+            "--interval=",
+            "é",
+            "CMD",
+            "NONE",
+            "--",
+            "\r\n",
+            "[\"a\"]",
+        ];
+        let lex = Lexer::new('\\');
+        let env = |k: &str| (k == "A").then(|| "v".to_owned());
+        for _ in 0..20_000 {
+            let n = rand::random::<u32>() % 24;
+            let text: String = (0..n).map(|_| TOKENS[rand::random::<u32>() as usize % TOKENS.len()]).collect();
+            let _ = parse(&text);
+            let _ = lex.words(&text, &env);
+            let _ = lex.expand_vars(&text, &env);
+        }
+    }
+
     #[test]
     fn key_values() {
         let kv = parse_key_values("A=1 B=\"x y\" C=z\\ w", '\\', Cmd::Env).expect("kv");

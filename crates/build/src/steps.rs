@@ -308,7 +308,7 @@ impl Builder<'_> {
                 self.meta_step(run, st, nop(&format!(" STOPSIGNAL {s}")), rc)
             }
             Cmd::Expose => {
-                let mut shown = Vec::new();
+                let mut keys = Vec::new();
                 for w in lex.words(&text, &|k| st.lookup(k)).map_err(|m| invalid(ins, m))? {
                     for p in w.split_whitespace() {
                         let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
@@ -326,10 +326,14 @@ impl Builder<'_> {
                         for n in lo..=hi.max(lo) {
                             let ports = obj(&mut rc).entry("ExposedPorts").or_insert_with(|| json!({}));
                             obj(ports).insert(format!("{n}/{proto}"), json!({}));
+                            keys.push(format!("{n}/{proto}"));
                         }
-                        shown.push(p.to_owned());
                     }
                 }
+                // As Docker shows them: sorted, `/tcp` left out.
+                keys.sort();
+                keys.dedup();
+                let shown: Vec<&str> = keys.iter().map(|k| k.strip_suffix("/tcp").unwrap_or(k)).collect();
                 self.meta_step(run, st, nop(&format!(" EXPOSE {}", shown.join(" "))), rc)
             }
             Cmd::Volume => {
@@ -417,7 +421,7 @@ impl Builder<'_> {
                     h
                 };
                 obj(&mut rc).insert("Healthcheck".into(), hc.clone());
-                self.meta_step(run, st, nop(&format!(" HEALTHCHECK {hc}")), rc)
+                self.meta_step(run, st, nop(&format!(" HEALTHCHECK {}", healthcheck_text(&hc))), rc)
             }
             Cmd::Workdir => {
                 let p = word(st, &text)?;
@@ -698,6 +702,38 @@ impl Builder<'_> {
     }
 }
 
+/// A Go `time.Duration` as Go prints it (`5s`, `1m30s`, `500ms`, `0s`).
+pub(crate) fn go_duration(ns: i64) -> String {
+    if ns == 0 {
+        return "0s".into();
+    }
+    if ns % 1_000_000_000 != 0 {
+        return if ns % 1_000_000 == 0 { format!("{}ms", ns / 1_000_000) } else { format!("{}s", ns as f64 / 1e9) };
+    }
+    let s = ns / 1_000_000_000;
+    let (h, m, sec) = (s / 3600, (s % 3600) / 60, s % 60);
+    match (h, m) {
+        (0, 0) => format!("{sec}s"),
+        (0, _) => format!("{m}m{sec}s"),
+        _ => format!("{h}h{m}m{sec}s"),
+    }
+}
+
+/// The history line Docker's legacy builder writes for a HEALTHCHECK (Go's `%v` of its
+/// config: `&{["CMD-SHELL" "true"] "5s" "0s" "0s" '\x02'}`).
+fn healthcheck_text(hc: &Value) -> String {
+    let test: Vec<String> =
+        hc["Test"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+    let d = |k: &str| format!("{:?}", go_duration(hc.get(k).and_then(Value::as_i64).unwrap_or(0)));
+    let r = hc.get("Retries").and_then(Value::as_i64).unwrap_or(0);
+    let retries = match u8::try_from(r) {
+        Ok(b) if (0x20..0x7f).contains(&b) => format!("'{}'", b as char),
+        Ok(b) => format!("'\\x{b:02x}'"),
+        Err(_) => r.to_string(),
+    };
+    format!("&{{{} {} {} {} {retries}}}", go_list(&test), d("Interval"), d("Timeout"), d("StartPeriod"))
+}
+
 struct Cleanup(PathBuf);
 
 impl Drop for Cleanup {
@@ -735,5 +771,19 @@ fn walk_glob(dir: &Path, rel: &str, parts: &[&str], out: &mut Vec<String>) {
         if glob(first.as_bytes(), n.as_bytes()) {
             walk_glob(&e.path(), &join(&n), rest, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_history_formats() {
+        assert_eq!(go_duration(5_000_000_000), "5s");
+        assert_eq!(go_duration(90_000_000_000), "1m30s");
+        assert_eq!(go_duration(500_000_000), "500ms");
+        let hc = json!({"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000i64, "Retries": 2});
+        assert_eq!(healthcheck_text(&hc), r#"&{["CMD-SHELL" "true"] "5s" "0s" "0s" '\x02'}"#);
     }
 }
