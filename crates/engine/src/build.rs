@@ -199,6 +199,24 @@ const IMAGE_KEYS: &[&str] = &[
     "Shell",
 ];
 
+/// Removes what a crashed build left under `<data-root>/builds` (contexts, step mounts and
+/// upper directories, RUN bundles): unmounts first, then deletes. Called at daemon start.
+pub fn clean_leftovers(data_root: &Path) {
+    let dir = data_root.join("builds");
+    let prefix = format!("{}/", dir.display());
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_owned))
+        .filter(|m| m.starts_with(&prefix))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        let _ = image::snapshot::unmount(Path::new(&m));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 impl Engine {
     fn builds_dir(&self) -> PathBuf {
         self.paths.data_root.join("builds")
