@@ -29,7 +29,7 @@ pub fn enc(s: &str) -> String {
     o
 }
 
-fn report(e: &ClientError) {
+pub(crate) fn report(e: &ClientError) {
     match e {
         ClientError::Status { message, .. } => eprintln!("Error response from daemon: {message}"),
         other => eprintln!("{other}"),
@@ -134,6 +134,7 @@ pub async fn dispatch(c: &Client, cmd: Command) -> i32 {
         Command::Unpause(a) => simple_post(c, &a.names, "unpause").await,
         Command::Import(a) => import(c, a).await,
         Command::Stats(a) => stats(c, a).await,
+        Command::Events(a) => crate::events::events(c, a).await,
         Command::Update(a) => update(c, a).await,
         Command::Images(a) => images(c, a).await,
         Command::Rmi(a) => {
@@ -751,7 +752,7 @@ async fn logs(c: &Client, a: LogsArgs) -> i32 {
 }
 
 /// `42m`, `10s`, `2h` before now as unix seconds; anything else as given.
-fn relative_time(v: &str) -> String {
+pub(crate) fn relative_time(v: &str) -> String {
     let (num, unit) = v.split_at(v.len().saturating_sub(1));
     let mult = match unit {
         "s" => 1,

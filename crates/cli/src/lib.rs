@@ -6,6 +6,7 @@
 //! formats.
 
 pub mod commands;
+pub mod events;
 pub mod fmt;
 pub mod stream;
 
@@ -77,6 +78,8 @@ pub enum Command {
     Version,
     /// Display system-wide information
     Info,
+    /// Get real time events from the server
+    Events(events::EventsArgs),
     /// Run the daemon
     #[command(hide = true)]
     Daemon,

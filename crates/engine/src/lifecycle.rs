@@ -329,6 +329,7 @@ impl Engine {
             let _ = tokio::fs::remove_dir_all(&dir).await;
             return Err(e);
         }
+        self.container_event(&c, "create", Vec::new());
         Ok((id, Vec::new()))
     }
 
@@ -347,7 +348,10 @@ impl Engine {
             )));
         }
         match self.start_locked(c).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.container_event(c, "start", Vec::new());
+                Ok(())
+            }
             Err(e) => {
                 self.cleanup_runtime(c).await;
                 {
@@ -568,6 +572,16 @@ impl Engine {
         if let Err(e) = self.save(c) {
             tracing::error!("save container {}: {e}", c.id);
         }
+        if exit.oom_killed {
+            self.container_event(c, "oom", Vec::new());
+        }
+        let started = chrono::DateTime::parse_from_rfc3339(&c.lock().state.started_at).ok();
+        let ran = started.map(|s| (chrono::Utc::now() - s.to_utc()).num_seconds().max(0)).unwrap_or(0);
+        self.container_event(
+            c,
+            "die",
+            vec![("exitCode".into(), exit.exit_code.to_string()), ("execDuration".into(), ran.to_string())],
+        );
         c.events.send_modify(|e| e.exits += 1);
         if auto_remove {
             let engine = self.clone();
@@ -600,13 +614,17 @@ impl Engine {
             return Err(EngineError::NotRunning(c.id.clone()));
         }
         c.lock().state.stopped_by_user = true;
-        crate::shim::call(&self.paths.shim_socket(&c.id), &Request::Kill { signal, all }).await.map(|_| ())
+        crate::shim::call(&self.paths.shim_socket(&c.id), &Request::Kill { signal, all }).await?;
+        self.container_event(c, "kill", vec![("signal".into(), signal.to_string())]);
+        Ok(())
     }
 
     /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after the timeout.
     pub async fn stop(&self, c: &Container, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
         let _op = c.op.lock().await;
-        self.stop_locked(c, timeout, signal).await
+        self.stop_locked(c, timeout, signal).await?;
+        self.container_event(c, "stop", Vec::new());
+        Ok(())
     }
 
     async fn stop_locked(&self, c: &Container, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
@@ -646,7 +664,9 @@ impl Engine {
             Ok(()) | Err(EngineError::NotModified) => {}
             Err(e) => return Err(e),
         }
-        self.start(c).await
+        self.start(c).await?;
+        self.container_event(c, "restart", Vec::new());
+        Ok(())
     }
 
     pub async fn pause(&self, c: &Container, pause: bool) -> Result<()> {
@@ -668,7 +688,9 @@ impl Engine {
         };
         crate::shim::call(&self.paths.shim_socket(&c.id), &req).await?;
         c.lock().state.status = if pause { Status::Paused } else { Status::Running };
-        self.save(c)
+        self.save(c)?;
+        self.container_event(c, if pause { "pause" } else { "unpause" }, Vec::new());
+        Ok(())
     }
 
     /// `DELETE /containers/{id}`.
@@ -719,6 +741,7 @@ impl Engine {
                 m.remove(&e);
             }
         }
+        self.container_event(c, "destroy", Vec::new());
         c.events.send_modify(|e| e.removed = true);
         Ok(())
     }
@@ -781,8 +804,10 @@ impl Engine {
                 "Conflict. The container name \"/{new}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
             )));
         }
-        c.lock().state.name = new.to_owned();
-        self.save(c)
+        let old = std::mem::replace(&mut c.lock().state.name, new.to_owned());
+        self.save(c)?;
+        self.container_event(c, "rename", vec![("oldName".into(), format!("/{old}"))]);
+        Ok(())
     }
 }
 

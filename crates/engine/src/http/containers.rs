@@ -267,9 +267,11 @@ pub async fn attach(State(e): State<AppState>, Path(id): Path<String>, q: Query,
         let req_shim = runtime::shim::proto::Request::Attach { stdin, stdout, stderr };
         let (stream, _) =
             crate::shim::open(&socket, &req_shim).await.map_err(|_| EngineError::NotRunning(c.id.clone()))?;
+        e.container_event(&c, "attach", Vec::new());
         return Ok(hijack(req, !tty, move |client| bridge(client, stream)));
     }
     let rx = e.pend_attach(&c, stdin, stdout, stderr);
+    e.container_event(&c, "attach", Vec::new());
     Ok(hijack(req, !tty, move |client| async move {
         match rx.await {
             Ok(stream) => bridge(client, stream).await,
@@ -287,6 +289,7 @@ pub async fn resize(State(e): State<AppState>, Path(id): Path<String>, q: Query)
     }
     crate::shim::call(&e.paths.shim_socket(&c.id), &runtime::shim::proto::Request::Resize { height: h, width: w })
         .await?;
+    e.container_event(&c, "resize", vec![("height".into(), h.to_string()), ("width".into(), w.to_string())]);
     Ok(StatusCode::OK)
 }
 
