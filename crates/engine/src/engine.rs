@@ -110,6 +110,7 @@ impl Engine {
         for c in all {
             engine.restore(c).await;
         }
+        engine.restart_on_boot().await;
         Ok(engine)
     }
 
@@ -120,6 +121,12 @@ impl Engine {
             if let Err(e) = self.finish_remove(&c).await {
                 tracing::error!("finish removing {}: {e}", c.id);
             }
+            return;
+        }
+        if status == Status::Restarting {
+            // The daemon went down during a back-off: the boot pass decides again.
+            c.lock().state.status = Status::Exited;
+            let _ = self.save(&c);
             return;
         }
         if !status.is_live() {

@@ -261,6 +261,20 @@ impl Engine {
         }
     }
 
+    /// Kills an exec session's process (a healthcheck probe that ran past its timeout).
+    pub async fn exec_kill(&self, e: &Exec) -> Result<()> {
+        crate::shim::call(&self.paths.shim_socket(&e.id), &Request::Kill { signal: libc::SIGKILL, all: true })
+            .await
+            .map(|_| ())
+    }
+
+    /// Drops an exec session the engine ran for itself (healthcheck probes), so a long-lived
+    /// container does not collect them.
+    pub fn exec_forget(&self, c: &Container, id: &str) {
+        self.execs.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        c.exec_ids.lock().unwrap_or_else(|p| p.into_inner()).retain(|x| x != id);
+    }
+
     pub async fn exec_resize(&self, e: &Exec, h: u16, w: u16) -> Result<()> {
         crate::shim::call(&self.paths.shim_socket(&e.id), &Request::Resize { height: h, width: w }).await.map(|_| ())
     }

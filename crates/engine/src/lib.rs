@@ -17,9 +17,11 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod exec;
+pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod logs;
+pub mod restart;
 pub mod shim;
 
 pub use daemon::{DaemonOptions, run};
