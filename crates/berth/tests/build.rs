@@ -243,6 +243,12 @@ fn root_commit_and_diff() {
     assert_eq!(v["Comment"], "snap");
     let h = stdout(&d.berth(&["history", "snap:1"]));
     assert!(h.contains("snap"), "{h}");
+    // Docker's events: container commit, image tag.
+    let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 1;
+    let (status, body) = d.http("GET", &format!("/events?since=0&until={until}"), None).expect("events");
+    assert_eq!(status, 200);
+    assert!(body.contains("\"Action\":\"commit\""), "{body}");
+    assert!(body.contains("snap:1"), "{body}");
 }
 
 #[test]

@@ -246,8 +246,13 @@ impl Engine {
             let out = b.build(&context, &opts);
             let _ = std::fs::remove_dir_all(&scratch);
             let _ = std::fs::remove_dir_all(&context);
-            if let (Ok(rec), true) = (&out, progress.quiet) {
-                progress.send(json!({"stream": format!("{}\n", rec.id)}));
+            if let Ok(rec) = &out {
+                for t in &opts.tags {
+                    engine.image_event("tag", &rec.id.to_string(), &t.familiar());
+                }
+                if progress.quiet {
+                    progress.send(json!({"stream": format!("{}\n", rec.id)}));
+                }
             }
             out
         })

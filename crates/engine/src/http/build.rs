@@ -148,6 +148,7 @@ pub async fn commit(State(e): State<AppState>, RawQuery(q): RawQuery) -> Result<
         })?),
         None => None,
     };
+    let tag_name = tag.as_ref().map(Reference::familiar);
     let o = CommitOptions {
         tag,
         comment: get(&p, "comment").unwrap_or_default().to_owned(),
@@ -155,7 +156,12 @@ pub async fn commit(State(e): State<AppState>, RawQuery(q): RawQuery) -> Result<
         changes: p.iter().filter(|(k, v)| k == "changes" && !v.is_empty()).map(|(_, v)| v.clone()).collect(),
         pause: get(&p, "pause").is_none_or(|v| matches!(v, "1" | "true" | "True" | "TRUE")),
     };
+    let comment = o.comment.clone();
     let id = e.commit(&c, o).await?;
+    e.container_event(&c, "commit", vec![("comment".into(), comment), ("imageID".into(), id.to_string())]);
+    if let Some(t) = tag_name {
+        e.image_event("tag", &id.to_string(), &t);
+    }
     Ok((StatusCode::CREATED, axum::Json(json!({"Id": id.to_string()}))).into_response())
 }
 
