@@ -67,7 +67,8 @@ fi
 # podman
 podman_cold=n/a; podman_warm=n/a
 if command -v podman >/dev/null; then
-  P="podman --root $W/podman --runroot $W/podman-run"
+  # crun refuses this host's hybrid cgroups: podman gets runc and cgroupfs.
+  P="podman --root $W/podman --runroot $W/podman-run --runtime runc --cgroup-manager cgroupfs"
   if $P import -c 'CMD ["sh"]' "$W/busybox.tar" localhost/busybox:latest >/dev/null 2>&1; then
     sed 's|FROM busybox:latest|FROM localhost/busybox:latest|' "$C/Dockerfile" > "$W/Containerfile"
     read -r podman_cold podman_warm < <(measure $P build --network none -f "$W/Containerfile" -t ref "$C")
