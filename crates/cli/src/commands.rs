@@ -315,7 +315,7 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
         tmpfs,
         ulimits,
         sysctls,
-        security_opt: a.security_opt.clone(),
+        security_opt: security_opts(&a.security_opt)?,
         readonly_rootfs: a.read_only,
         memory: r.memory.unwrap_or(0),
         memory_swap: r.memory_swap.unwrap_or(0),
@@ -1124,6 +1124,20 @@ async fn update(c: &Client, a: crate::UpdateArgs) -> i32 {
         }
     })
     .await
+}
+
+/// `--security-opt`, with `seccomp=FILE` replaced by the file's content, as docker sends it.
+fn security_opts(opts: &[String]) -> Result<Vec<String>, String> {
+    opts.iter()
+        .map(|o| match o.split_once(['=', ':']) {
+            Some(("seccomp", v)) if v != "unconfined" && !v.trim_start().starts_with('{') => {
+                let text =
+                    std::fs::read_to_string(v).map_err(|e| format!("opening seccomp profile ({v}) failed: {e}"))?;
+                Ok(format!("seccomp={text}"))
+            }
+            _ => Ok(o.clone()),
+        })
+        .collect()
 }
 
 /// `--restart no|always|unless-stopped|on-failure[:N]`.

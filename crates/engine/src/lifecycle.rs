@@ -75,6 +75,41 @@ fn merge_config(mut cfg: ContainerConfig, image: &Value) -> ContainerConfig {
     cfg
 }
 
+/// The seccomp filter a container runs under, compiled (once per profile and capability set)
+/// into a BPF file under the exec root: none when privileged or `seccomp=unconfined`, else the
+/// profile the client sent (docker reads `seccomp=FILE` and sends the file's content) or
+/// berth's default.
+pub(crate) fn seccomp_bpf(paths: &crate::engine::Paths, h: &HostConfig) -> Result<Option<std::path::PathBuf>> {
+    let Some((profile, caps)) = seccomp_profile(h)? else { return Ok(None) };
+    runtime::seccomp::bpf_file(&paths.exec_root.join("seccomp"), profile, &caps)
+        .map(Some)
+        .map_err(|e| EngineError::BadRequest(format!("--security-opt {e}")))
+}
+
+/// The profile text (None: the default) and capabilities, or None when unconfined.
+fn seccomp_profile(h: &HostConfig) -> Result<Option<(Option<&str>, Vec<String>)>> {
+    let mut profile = None;
+    for opt in &h.security_opt {
+        if let Some(v) = opt.strip_prefix("seccomp=").or_else(|| opt.strip_prefix("seccomp:")) {
+            profile = Some(v);
+        }
+    }
+    if h.privileged || profile == Some("unconfined") {
+        return Ok(None);
+    }
+    if let Some(p) = profile
+        && !p.trim_start().starts_with('{')
+    {
+        return Err(EngineError::BadRequest(format!(
+            "--security-opt seccomp: `{p}` is neither `unconfined` nor a JSON profile (the client sends the content of the profile file)"
+        )));
+    }
+    let caps = runtime::spec::capabilities(false, &h.cap_add, &h.cap_drop).map_err(EngineError::BadRequest)?;
+    runtime::seccomp::oci_profile(profile, &caps)
+        .map_err(|e| EngineError::BadRequest(format!("--security-opt {e}")))?;
+    Ok(Some((profile, caps)))
+}
+
 /// Checks the limits in a HostConfig as Docker does, naming the option at fault.
 pub(crate) fn validate_host_config(h: &HostConfig) -> Result<()> {
     crate::restart::validate(&h.restart_policy, h.auto_remove)?;
@@ -143,9 +178,7 @@ pub(crate) fn validate_host_config(h: &HostConfig) -> Result<()> {
             ("no-new-privileges", None | Some("true") | Some("false")) => {}
             ("seccomp", Some("unconfined")) | ("apparmor", Some("unconfined")) | ("label", Some("disable")) => {}
             ("seccomp", Some(_)) => {
-                return Err(EngineError::Unsupported(
-                    "--security-opt seccomp=PROFILE: seccomp profiles are not supported yet".into(),
-                ));
+                seccomp_profile(h)?;
             }
             _ => return Err(EngineError::BadRequest(format!("invalid --security-opt: \"{opt}\""))),
         }
@@ -434,6 +467,7 @@ impl Engine {
                 args.splice(0..0, ["/sbin/docker-init".to_owned(), "--".to_owned()]);
             }
             let console_size = h.console_size.as_ref().filter(|v| v.len() == 2 && v[0] > 0).map(|v| (v[0], v[1]));
+            let seccomp = seccomp_bpf(&paths, h)?;
             let spec = RunSpec {
                 process: ProcessSpec {
                     args,
@@ -448,6 +482,7 @@ impl Engine {
                     }),
                     cap_add: h.cap_add.clone(),
                     cap_drop: h.cap_drop.clone(),
+                    seccomp: seccomp.is_some(),
                 },
                 hostname: rec.config.hostname.clone(),
                 rootfs: rootfs.clone(),
@@ -488,6 +523,7 @@ impl Engine {
                 stdin: rec.config.open_stdin,
                 stdin_once: rec.config.stdin_once,
                 cgroup: Some(format!("/berth/{id}")),
+                seccomp,
             };
             let _ = std::fs::remove_file(&shim.exit_file);
             Ok((spec, shim))

@@ -77,6 +77,10 @@ pub struct ProcessSpec {
     /// `--cap-add` names (with or without `CAP_`, or `ALL`), validated by [`capabilities`].
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
+    /// A seccomp filter will be loaded by the executor just before exec (see
+    /// `libct::SeccompExecutor`): CAP_SYS_ADMIN stays effective until then, outside the
+    /// bounding set, and the executor drops it once the filter is in.
+    pub seccomp: bool,
 }
 
 /// Resource limits, in Docker's units.
@@ -178,6 +182,10 @@ impl ProcessSpec {
     fn to_json(&self) -> Value {
         // Validated when the container was created; an unknown name cannot reach here.
         let caps = capabilities(self.privileged, &self.cap_add, &self.cap_drop).unwrap_or_default();
+        let mut held = caps.clone();
+        if self.seccomp && !held.iter().any(|c| c == "CAP_SYS_ADMIN") {
+            held.push("CAP_SYS_ADMIN".into());
+        }
         let mut p = json!({
             "terminal": self.terminal,
             "user": {
@@ -189,11 +197,15 @@ impl ProcessSpec {
             "cwd": if self.cwd.is_empty() { "/" } else { &self.cwd },
             "capabilities": {
                 "bounding": caps,
-                "effective": caps,
-                "permitted": caps,
+                "effective": held,
+                "permitted": held,
             },
-            "noNewPrivileges": self.no_new_privileges,
         });
+        // Only when set: libcontainer reads a present `false` as "load seccomp after dropping
+        // capabilities", which needs no_new_privs and so fails.
+        if self.no_new_privileges {
+            p["noNewPrivileges"] = json!(true);
+        }
         if !self.user.additional_gids.is_empty() {
             p["user"]["additionalGids"] = json!(self.user.additional_gids);
         }

@@ -33,6 +33,9 @@ pub struct ShimConfig {
     /// The container's cgroup path (as in the spec), read for OOM kills before it is removed.
     #[serde(default)]
     pub cgroup: Option<String>,
+    /// A compiled seccomp program to load just before the process execs.
+    #[serde(default)]
+    pub seccomp: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
