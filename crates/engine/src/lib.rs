@@ -6,6 +6,7 @@
 //! - [`container`] holds a container's record and lifecycle enum; [`lifecycle`] the verbs
 //!   (create, start, stop, kill, pause, remove, wait) and what happens on exit.
 //! - [`shim`] spawns and talks to the per-container shims (see `runtime::shim`).
+//! - [`network`] keeps networks and container endpoints (bridge, IPAM, ports, DNS).
 //! - [`http`] maps routes to those verbs; [`error`] maps every error kind to an HTTP status
 //!   in one match.
 //! - [`daemon`] is the process: options, the data-root lock, the socket, signals.
@@ -18,6 +19,7 @@ pub mod exec;
 pub mod http;
 pub mod lifecycle;
 pub mod logs;
+pub mod network;
 pub mod shim;
 
 pub use daemon::{DaemonOptions, run};

@@ -97,10 +97,15 @@ impl Ruleset {
             s.push_str(&format!("    oifname {br} ct status dnat accept\n"));
         }
         s.push_str("  }\n");
+        // Before conntrack: a reply whose masquerade is undone is addressed to 127.0.0.1 later on.
+        s.push_str("  chain raw {\n    type filter hook prerouting priority raw; policy accept;\n");
+        for b in &self.bridges {
+            s.push_str(&format!("    iifname {} ip daddr 127.0.0.0/8 drop\n", q(&b.bridge)));
+        }
+        s.push_str("  }\n");
         s.push_str("  chain input {\n    type filter hook input priority filter; policy accept;\n");
         for b in &self.bridges {
             let br = q(&b.bridge);
-            s.push_str(&format!("    iifname {br} ip daddr 127.0.0.0/8 drop\n"));
             if b.internal {
                 s.push_str(&format!("    iifname {br} ip daddr != {} drop\n", b.subnet));
             }
