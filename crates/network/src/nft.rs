@@ -11,7 +11,7 @@
 //! - hairpin: a container reaching a published port of its own network is masqueraded, so the
 //!   reply comes back through the host;
 //! - isolation: no forwarding between two networks (except to a published port), and nothing
-//!   in or out of an internal network but its own subnet;
+//!   in or out of an internal network but its own subnet, and nothing from it to the host;
 //! - packets for 127.0.0.0/8 arriving from a bridge are dropped (route_localnet would otherwise
 //!   let containers reach services bound to the host's loopback; see CVE-2020-8558).
 
@@ -81,20 +81,23 @@ impl Ruleset {
         }
         s.push_str("  }\n");
         s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
-        for b in &self.bridges {
+        for b in self.bridges.iter().filter(|b| b.internal) {
             let br = q(&b.bridge);
-            if b.internal {
-                s.push_str(&format!("    iifname {br} oifname != {br} drop\n"));
-                s.push_str(&format!("    oifname {br} iifname != {br} drop\n"));
-                continue;
-            }
+            s.push_str(&format!("    iifname {br} oifname != {br} drop\n"));
+            s.push_str(&format!("    oifname {br} iifname != {br} drop\n"));
+        }
+        // Replies pass; new connections between two networks only to a published port.
+        s.push_str("    ct state established,related accept\n");
+        for b in self.bridges.iter().filter(|b| !b.internal) {
+            let br = q(&b.bridge);
             let others: Vec<String> =
                 self.bridges.iter().filter(|o| o.bridge != b.bridge).map(|o| q(&o.bridge)).collect();
             if !others.is_empty() {
-                s.push_str(&format!("    iifname {br} oifname {{ {} }} ct status != dnat drop\n", others.join(", ")));
+                let others = others.join(", ");
+                s.push_str(&format!("    iifname {br} oifname {{ {others} }} ct status dnat accept\n"));
+                s.push_str(&format!("    iifname {br} oifname {{ {others} }} drop\n"));
             }
-            s.push_str(&format!("    iifname {br} accept\n    oifname {br} ct state established,related accept\n"));
-            s.push_str(&format!("    oifname {br} ct status dnat accept\n"));
+            s.push_str(&format!("    iifname {br} accept\n    oifname {br} ct status dnat accept\n"));
         }
         s.push_str("  }\n");
         // Before conntrack: a reply whose masquerade is undone is addressed to 127.0.0.1 later on.
@@ -107,7 +110,8 @@ impl Ruleset {
         for b in &self.bridges {
             let br = q(&b.bridge);
             if b.internal {
-                s.push_str(&format!("    iifname {br} ip daddr != {} drop\n", b.subnet));
+                // The host is outside too: nothing from an internal network reaches it.
+                s.push_str(&format!("    iifname {br} drop\n"));
             }
         }
         s.push_str("  }\n}\n");
@@ -179,6 +183,6 @@ mod tests {
         assert!(s.contains("ip saddr 172.18.0.0/16 oifname != \"berth0\" masquerade"));
         assert!(!s.contains("ip saddr 10.5.0.0/24 oifname != \"br-1\" masquerade"), "internal: no way out");
         assert!(s.contains("iifname \"br-1\" oifname != \"br-1\" drop"));
-        assert!(s.contains("iifname \"berth0\" oifname { \"br-1\" } ct status != dnat drop"));
+        assert!(s.contains("iifname \"berth0\" oifname { \"br-1\" } drop"));
     }
 }
