@@ -64,6 +64,7 @@ pub struct Engine {
     db: Mutex<Connection>,
     containers: RwLock<HashMap<String, Arc<Container>>>,
     pub(crate) execs: Mutex<HashMap<String, Arc<Exec>>>,
+    pub events: crate::events::Events,
     pub started: Instant,
 }
 
@@ -91,6 +92,7 @@ impl Engine {
         let net = tokio::task::spawn_blocking(move || crate::network::Networks::open(&root, ns, rt))
             .await
             .map_err(EngineError::internal)??;
+        let events = crate::events::Events::open(&paths.data_root);
         let engine = Arc::new(Engine {
             paths,
             settings,
@@ -99,6 +101,7 @@ impl Engine {
             db: Mutex::new(db),
             containers: RwLock::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
+            events,
             started: Instant::now(),
         });
         for (id, text) in records {
@@ -118,6 +121,7 @@ impl Engine {
             engine.list().iter().filter(|c| c.status().is_live()).map(|c| (c.id.clone(), c.snapshot())).collect();
         let (net, paths) = (engine.net.clone(), engine.paths.clone());
         tokio::task::spawn_blocking(move || net.restore(&running, &paths)).await.map_err(EngineError::internal)?;
+        engine.restart_on_boot().await;
         Ok(engine)
     }
 
@@ -128,6 +132,12 @@ impl Engine {
             if let Err(e) = self.finish_remove(&c).await {
                 tracing::error!("finish removing {}: {e}", c.id);
             }
+            return;
+        }
+        if status == Status::Restarting {
+            // The daemon went down during a back-off: the boot pass decides again.
+            c.lock().state.status = Status::Exited;
+            let _ = self.save(&c);
             return;
         }
         if !status.is_live() {
@@ -264,5 +274,26 @@ impl Engine {
 
     pub fn data_root(&self) -> &Path {
         &self.paths.data_root
+    }
+}
+
+impl Engine {
+    /// Emits a container event with Docker's attributes: the container's labels, `image` (as
+    /// the user named it) and `name`, plus `extra`.
+    pub fn container_event(&self, c: &Container, action: &str, extra: Vec<(String, String)>) {
+        let mut attrs: Vec<(String, String)> = {
+            let r = c.lock();
+            let mut a: Vec<(String, String)> = r.config.labels.clone().into_iter().collect();
+            a.push(("image".into(), r.image_name.clone()));
+            a.push(("name".into(), r.state.name.clone()));
+            a
+        };
+        attrs.extend(extra);
+        self.events.emit("container", action, &c.id, attrs);
+    }
+
+    /// Emits an image event; `name` is the reference acted on (or the id).
+    pub fn image_event(&self, action: &str, id: &str, name: &str) {
+        self.events.emit("image", action, id, vec![("name".into(), name.to_owned())]);
     }
 }

@@ -49,14 +49,18 @@ pub async fn inspect(State(e): State<AppState>, Path(id): Path<String>) -> Resul
 
 pub async fn create(State(e): State<AppState>, body: Bytes) -> Result<Response> {
     let req: CreateRequest = parse_json(&body)?;
+    let name = req.name.clone();
     let net = e.net.clone();
     let id = tokio::task::spawn_blocking(move || net.create(req)).await.map_err(EngineError::internal)??;
+    e.events.emit("network", "create", &id, vec![("name".into(), name), ("type".into(), "bridge".into())]);
     Ok((StatusCode::CREATED, axum::Json(json!({"Id": id, "Warning": ""}))).into_response())
 }
 
 pub async fn remove(State(e): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
+    let n = e.net.lookup(&id)?;
     let net = e.net.clone();
     tokio::task::spawn_blocking(move || net.remove(&id)).await.map_err(EngineError::internal)??;
+    e.events.emit("network", "destroy", &n.id, vec![("name".into(), n.name), ("type".into(), n.driver)]);
     Ok(StatusCode::NO_CONTENT)
 }
 

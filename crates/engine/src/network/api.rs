@@ -287,9 +287,17 @@ impl Engine {
         let netns = self.paths.netns(&c.id);
         let net = self.net.clone();
         let id = c.id.clone();
+        let attrs = vec![
+            ("container".into(), c.id.clone()),
+            ("name".into(), n.name.clone()),
+            ("type".into(), n.driver.clone()),
+        ];
+        let nid = n.id.clone();
         tokio::task::spawn_blocking(move || net.connect(&id, &n, ep, running.then_some(netns.as_path()), &rec))
             .await
-            .map_err(EngineError::internal)?
+            .map_err(EngineError::internal)??;
+        self.events.emit("network", "connect", &nid, attrs);
+        Ok(())
     }
 
     /// `POST /networks/{id}/disconnect`.
@@ -299,7 +307,15 @@ impl Engine {
         let _op = c.op.lock().await;
         let net = self.net.clone();
         let id = c.id.clone();
-        tokio::task::spawn_blocking(move || net.disconnect(&id, &n)).await.map_err(EngineError::internal)?
+        let attrs = vec![
+            ("container".into(), c.id.clone()),
+            ("name".into(), n.name.clone()),
+            ("type".into(), n.driver.clone()),
+        ];
+        let nid = n.id.clone();
+        tokio::task::spawn_blocking(move || net.disconnect(&id, &n)).await.map_err(EngineError::internal)??;
+        self.events.emit("network", "disconnect", &nid, attrs);
+        Ok(())
     }
 
     /// `POST /networks/prune`: user networks no running container uses.
@@ -315,6 +331,12 @@ impl Engine {
                 continue;
             }
             self.net.remove(&n.id)?;
+            self.events.emit(
+                "network",
+                "destroy",
+                &n.id,
+                vec![("name".into(), n.name.clone()), ("type".into(), n.driver)],
+            );
             out.push(n.name);
         }
         Ok(out)
