@@ -309,6 +309,10 @@ fn root_docker_cli_manages_networks_and_ports() {
     }
     let d = Daemon::start();
     let dk = |args: &[&str]| d.docker(args).expect("docker");
+    // The docker CLI names the default network `default` in EndpointsConfig: that is the
+    // default bridge, not an unknown network (a 404 here made the CLI try to pull).
+    let o = dk(&["run", "--rm", "busybox", "ip", "-4", "route"]);
+    assert!(o.status.success() && stdout(&o).contains("default via"), "{} {}", stdout(&o), stderr(&o));
     let o = dk(&["network", "create", "--subnet", "10.231.6.0/24", "--gateway", "10.231.6.254", "dnet"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = dk(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);

@@ -473,9 +473,17 @@ impl Networks {
             )));
         }
         if let Some(n) = primary {
-            let cfg = configs.get(mode).or_else(|| configs.get(&n.name)).or_else(|| configs.get(&n.id));
+            let cfg = configs
+                .get(mode)
+                .or_else(|| configs.get(&n.name))
+                .or_else(|| configs.get(&n.id))
+                .or_else(|| if n.is_default() { configs.get("default") } else { None });
             out.endpoints.push(self.endpoint_for(&n, cfg, &host.links)?);
             for (k, v) in &configs {
+                // The docker CLI names the mode's own entry as the mode (`default` too).
+                if k == mode || (n.is_default() && matches!(k.as_str(), "default" | "bridge")) {
+                    continue;
+                }
                 let other = self.lookup(k)?;
                 if other.id == n.id {
                     continue;
