@@ -69,7 +69,7 @@ pub async fn remove(State(e): State<AppState>, Path(id): Path<String>) -> Result
 struct ConnectRequest {
     container: String,
     endpoint_config: Option<Value>,
-    force: bool,
+    force: Option<bool>,
 }
 
 pub async fn connect(State(e): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<StatusCode> {

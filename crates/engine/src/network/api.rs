@@ -18,8 +18,11 @@ use crate::error::{EngineError, Result};
 #[serde(rename_all = "PascalCase", default)]
 pub struct CreateRequest {
     pub name: String,
+    #[serde(deserialize_with = "nullable")]
     pub driver: String,
+    #[serde(deserialize_with = "nullable")]
     pub internal: bool,
+    #[serde(deserialize_with = "nullable")]
     pub attachable: bool,
     #[serde(rename = "EnableIPv6")]
     pub enable_ipv6: Option<bool>,
@@ -32,6 +35,7 @@ pub struct CreateRequest {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Ipam {
+    #[serde(deserialize_with = "nullable")]
     pub driver: String,
     pub config: Option<Vec<IpamConfig>>,
 }
@@ -39,10 +43,17 @@ pub struct Ipam {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct IpamConfig {
+    #[serde(deserialize_with = "nullable")]
     pub subnet: String,
+    #[serde(deserialize_with = "nullable")]
     pub gateway: String,
-    #[serde(rename = "IPRange")]
+    #[serde(rename = "IPRange", deserialize_with = "nullable")]
     pub ip_range: String,
+}
+
+/// docker-py sends `null` for fields it leaves unset.
+fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Docker's rule for network names.
@@ -78,6 +89,9 @@ impl Networks {
             return Err(EngineError::BadRequest(format!("IPAM driver {} is not supported", ipam.driver)));
         }
         let configs = ipam.config.unwrap_or_default();
+        if configs.iter().any(|c| !c.ip_range.is_empty()) {
+            return Err(EngineError::BadRequest("IPAM IPRange is not supported by berth".into()));
+        }
         if configs.len() > 1 {
             return Err(EngineError::BadRequest("only one IPAM config (one IPv4 subnet) per network".into()));
         }
