@@ -166,6 +166,8 @@ pub async fn dispatch(c: &Client, cmd: Command) -> i32 {
             }
         }
         Command::History(a) => history(c, a).await,
+        Command::Network(n) => crate::network::network(c, n).await,
+        Command::Port(a) => crate::network::port(c, a).await,
         Command::Version => version(c).await,
         Command::Info => info(c).await,
         Command::Daemon => {
@@ -331,7 +333,7 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
         console_size: console,
         ..Default::default()
     };
-    Ok(ContainerConfig {
+    let mut cfg = ContainerConfig {
         hostname: a.hostname.clone().unwrap_or_default(),
         user: a.user.clone().unwrap_or_default(),
         attach_stdin: a.interactive && !a.detach,
@@ -351,7 +353,9 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
         healthcheck: healthcheck(&a.health)?,
         host_config: Some(host),
         ..Default::default()
-    })
+    };
+    crate::network::apply(&a.net, a.network.as_deref(), &mut cfg)?;
+    Ok(cfg)
 }
 
 /// docker's exit code for a failed start: 126 cannot run, 127 not found, else 125.
@@ -664,7 +668,7 @@ async fn ps(c: &Client, a: PsArgs) -> i32 {
         let id = if a.no_trunc { s.id.clone() } else { short_id(&s.id) };
         let cmd = if a.no_trunc { format!("\"{}\"", s.command) } else { format!("\"{}\"", ellipsis(&s.command, 20)) };
         let names = s.names.iter().map(|n| n.trim_start_matches('/')).collect::<Vec<_>>().join(",");
-        (id, s.image.clone(), cmd, ago(s.created), s.status.clone(), String::new(), names)
+        (id, s.image.clone(), cmd, ago(s.created), s.status.clone(), crate::network::format_ports(&s.ports), names)
     };
     if let Some(f) = &a.format {
         let rows: Vec<Value> = list
@@ -787,6 +791,12 @@ async fn inspect(c: &Client, names: Vec<String>, format: Option<String>, kind: O
         if found.is_none()
             && kind.as_deref() != Some("container")
             && let Ok(v) = c.get::<Value>(&format!("/images/{n}/json")).await
+        {
+            found = Some(v);
+        }
+        if found.is_none()
+            && matches!(kind.as_deref(), None | Some("network"))
+            && let Ok(v) = c.get::<Value>(&format!("/networks/{}", enc(n))).await
         {
             found = Some(v);
         }

@@ -8,6 +8,7 @@
 pub mod commands;
 pub mod events;
 pub mod fmt;
+pub mod network;
 pub mod stream;
 
 use clap::{Args, Parser, Subcommand};
@@ -74,6 +75,11 @@ pub enum Command {
     Tag { source: String, target: String },
     /// Show the history of an image
     History(HistoryArgs),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
+    /// List port mappings or a specific mapping for the container
+    Port(network::PortArgs),
     /// Show the berth version information
     Version,
     /// Display system-wide information
@@ -161,6 +167,8 @@ pub struct RunArgs {
     /// Connect a container to a network
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
+    #[command(flatten)]
+    pub net: network::NetRunArgs,
     /// Signal to stop the container
     #[arg(long)]
     pub stop_signal: Option<String>,

@@ -7,6 +7,7 @@
 //!   (create, start, stop, kill, pause, remove, wait) and what happens on exit.
 //! - [`events`] records every action (Docker's event JSON) and streams it to `GET /events`.
 //! - [`shim`] spawns and talks to the per-container shims (see `runtime::shim`).
+//! - [`network`] keeps networks and container endpoints (bridge, IPAM, ports, DNS).
 //! - [`http`] maps routes to those verbs; [`error`] maps every error kind to an HTTP status
 //!   in one match.
 //! - [`daemon`] is the process: options, the data-root lock, the socket, signals.
@@ -21,6 +22,7 @@ pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod logs;
+pub mod network;
 pub mod restart;
 pub mod shim;
 

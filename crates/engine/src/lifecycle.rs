@@ -186,12 +186,6 @@ pub(crate) fn validate_host_config(h: &HostConfig) -> Result<()> {
     if h.cpu_shares < 0 {
         return Err(EngineError::BadRequest("invalid CPU shares: must be positive".into()));
     }
-    match h.network_mode.as_str() {
-        "" | "default" | "none" | "bridge" | "host" => {}
-        other => {
-            return Err(EngineError::Unsupported(format!("network mode `{other}` is not supported yet")));
-        }
-    }
     Ok(())
 }
 
@@ -287,6 +281,7 @@ impl Engine {
         let host = cfg.host_config.clone().unwrap_or_default();
         validate_host_config(&host)?;
         crate::health::validate(cfg.healthcheck.as_ref())?;
+        let netplan = self.net_plan(&host, cfg.networking_config.as_ref())?;
         let images = self.images.clone();
         let image_name = cfg.image.clone();
         let img =
@@ -358,8 +353,9 @@ impl Engine {
                 }
             }
         };
-        if let Err(e) = self.save(&c) {
+        if let Err(e) = self.save(&c).and_then(|_| self.net.insert(&c.id, &c.name(), netplan)) {
             self.forget(&c.id);
+            let _ = self.delete_record(&c.id);
             let _ = tokio::fs::remove_dir_all(&dir).await;
             return Err(e);
         }
@@ -421,6 +417,8 @@ impl Engine {
         let images = self.images.clone();
         let image_id = rec.image.clone();
         let init = if rec.host_config.init == Some(true) { Some(self.init_binary()?) } else { None };
+        let (joined, links) = self.net_inputs(&rec)?;
+        let net = self.net.clone();
         let (spec, shim_cfg) = tokio::task::spawn_blocking(move || -> Result<(RunSpec, ShimConfig)> {
             let img = images.resolve(&image_id)?;
             let lowers = images.layer_dirs(&img)?;
@@ -430,18 +428,11 @@ impl Engine {
                 image::snapshot::mount_overlay(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
             }
             let user = runtime::user::resolve(&rootfs, &rec.config.user, &rec.host_config.group_add)?;
-            write_etc_files(&dir, &rec.config.hostname)?;
-            let netns = match rec.host_config.network_mode.as_str() {
-                "host" => None,
-                _ => {
-                    let p = paths.netns(&id);
-                    if !p.exists() {
-                        network::create_netns(&p)?;
-                    }
-                    Some(p)
-                }
-            };
-            let mut env = rec.config.env.clone();
+            let started = net.setup(&rec, &paths, joined.as_deref(), &links)?;
+            let netns = started.netns;
+            // Link variables first: the container's own environment wins.
+            let mut env = started.env;
+            env.extend(rec.config.env.iter().cloned());
             if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
                 env.push(format!("HOSTNAME={}", rec.config.hostname));
             }
@@ -590,10 +581,12 @@ impl Engine {
         let rootfs = self.paths.rootfs(&c.id);
         let netns = self.paths.netns(&c.id);
         let socket = self.paths.shim_socket(&c.id);
+        let (net, id) = (self.net.clone(), c.id.clone());
         let _ = tokio::task::spawn_blocking(move || {
             if let Err(e) = image::snapshot::unmount(&rootfs) {
                 tracing::warn!("{e}");
             }
+            net.teardown(&id);
             if let Err(e) = network::remove_netns(&netns) {
                 tracing::warn!("{e}");
             }
@@ -809,6 +802,7 @@ impl Engine {
         .await
         .map_err(EngineError::internal)??;
         self.delete_record(&c.id)?;
+        self.net.forget(&c.id);
         self.forget(&c.id);
         let execs: Vec<String> = std::mem::take(&mut *c.exec_ids.lock().unwrap_or_else(|p| p.into_inner()));
         {
@@ -881,37 +875,11 @@ impl Engine {
             )));
         }
         let old = std::mem::replace(&mut c.lock().state.name, new.to_owned());
+        self.net.rename(&c.id, new);
         self.save(c)?;
         self.container_event(c, "rename", vec![("oldName".into(), format!("/{old}"))]);
         Ok(())
     }
-}
-
-/// /etc/hosts, /etc/hostname and /etc/resolv.conf for a container.
-fn write_etc_files(dir: &std::path::Path, hostname: &str) -> Result<()> {
-    let w = |name: &str, data: String| {
-        let p = dir.join(name);
-        std::fs::write(&p, data).map_err(|e| EngineError::Internal(format!("write `{}`: {e}", p.display())))
-    };
-    w(
-        "hosts",
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_owned(),
-    )?;
-    w("hostname", format!("{hostname}\n"))?;
-    // The host's resolvers, less loopback ones that mean nothing inside the container.
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let mut out: Vec<&str> = host
-        .lines()
-        .filter(|l| {
-            let t = l.trim();
-            !(t.starts_with("nameserver") && (t.contains(" 127.") || t.contains(" ::1")))
-        })
-        .collect();
-    if !out.iter().any(|l| l.trim().starts_with("nameserver")) {
-        out.push("nameserver 8.8.8.8");
-        out.push("nameserver 8.8.4.4");
-    }
-    w("resolv.conf", out.join("\n") + "\n")
 }
 
 #[cfg(test)]

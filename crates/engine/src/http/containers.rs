@@ -134,16 +134,20 @@ pub async fn list(State(e): State<AppState>, q: Query) -> Result<axum::Json<Vec<
             image_id: r.image.clone(),
             command,
             created: chrono::DateTime::parse_from_rfc3339(&r.created).map(|d| d.timestamp()).unwrap_or(0),
-            ports: Vec::new(),
+            ports: e.net.summary_ports(&r, st.is_live()),
             labels: r.config.labels.clone(),
             state: st.as_str().into(),
             status: status_text(&c),
             host_config: [(
                 "NetworkMode".to_owned(),
-                json!(if r.host_config.network_mode.is_empty() { "none" } else { r.host_config.network_mode.as_str() }),
+                json!(match r.host_config.network_mode.as_str() {
+                    "" => "none",
+                    m => m,
+                }),
             )]
             .into(),
-            network_settings: [("Networks".to_owned(), json!({}))].into(),
+            network_settings: [("Networks".to_owned(), e.net.summary_networks(&r, st.is_live())["Networks"].clone())]
+                .into(),
             mounts: Vec::new(),
         });
         if limit.is_some_and(|l| out.len() as i64 >= l) {
@@ -200,11 +204,7 @@ pub fn inspect_of(e: &crate::engine::Engine, c: &Container) -> ContainerInspect 
         }}),
         mounts: Vec::new(),
         config,
-        network_settings: json!({
-            "Bridge": "", "SandboxID": "", "SandboxKey": e.paths.netns(&r.id), "Ports": {},
-            "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "", "Networks": {},
-        }),
+        network_settings: e.net.settings_json(&r, &e.paths.netns(&r.id), s.status.is_live()),
     }
 }
 
