@@ -26,6 +26,8 @@ pub struct DaemonJson {
     pub hosts: Vec<String>,
     pub debug: bool,
     pub init_path: Option<PathBuf>,
+    pub log_driver: Option<String>,
+    pub log_opts: std::collections::BTreeMap<String, String>,
 }
 
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/berth";
@@ -85,7 +87,13 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         hosts.push(DEFAULT_HOST.into());
     }
     let _lock = lock_data_root(&data_root)?;
-    let settings = crate::engine::Settings { init_path: json.init_path.clone() };
+    let settings = crate::engine::Settings {
+        init_path: json.init_path.clone(),
+        log_driver: json.log_driver.clone(),
+        log_opts: json.log_opts.clone(),
+    };
+    // A bad default log configuration is refused now, not at the first `run`.
+    crate::logs::fill_log_config(&mut api::types::HostConfig::default(), &settings)?;
     let engine = Engine::open(Paths { data_root: data_root.clone(), exec_root }, settings).await?;
     let app = crate::http::router(engine);
     // The version prefix is stripped before routing, so one route table serves `/v1.45/…` and `/…`.

@@ -53,12 +53,16 @@ impl Paths {
 pub struct Settings {
     /// The init run as PID 1 with `--init` (Docker's `init-path`); found on PATH when unset.
     pub init_path: Option<PathBuf>,
+    /// daemon.json `log-driver` and `log-opts`: the defaults of new containers.
+    pub log_driver: Option<String>,
+    pub log_opts: std::collections::BTreeMap<String, String>,
 }
 
 pub struct Engine {
     pub paths: Paths,
     pub settings: Settings,
     pub images: Arc<ImageStore>,
+    pub volumes: Arc<crate::volumes::Volumes>,
     db: Mutex<Connection>,
     containers: RwLock<HashMap<String, Arc<Container>>>,
     pub(crate) execs: Mutex<HashMap<String, Arc<Exec>>>,
@@ -79,6 +83,7 @@ impl Engine {
         let root = paths.data_root.clone();
         let images =
             tokio::task::spawn_blocking(move || ImageStore::open(&root)).await.map_err(EngineError::internal)??;
+        let volumes = Arc::new(crate::volumes::Volumes::open(&paths.data_root)?);
         let db = image::store::open_db(&paths.data_root)?;
         db.execute_batch("CREATE TABLE IF NOT EXISTS containers (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL);")?;
         let records: Vec<(String, String)> = {
@@ -89,6 +94,7 @@ impl Engine {
             paths,
             settings,
             images: Arc::new(images),
+            volumes,
             db: Mutex::new(db),
             containers: RwLock::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
@@ -107,6 +113,7 @@ impl Engine {
         for c in all {
             engine.restore(c).await;
         }
+        engine.sweep_at_start().await;
         Ok(engine)
     }
 

@@ -10,6 +10,12 @@ pub enum EngineError {
     NoSuchContainer(String),
     #[error("No such exec instance: {0}")]
     NoSuchExec(String),
+    #[error("get {0}: no such volume")]
+    NoSuchVolume(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("Container {0} is not running")]
     NotRunning(String),
     #[error("Container {0} is paused, unpause the container before stopping or killing")]
@@ -37,7 +43,11 @@ pub enum EngineError {
 impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EngineError::NoSuchContainer(_) | EngineError::NoSuchExec(_) => ErrorKind::NotFound,
+            EngineError::NoSuchContainer(_)
+            | EngineError::NoSuchExec(_)
+            | EngineError::NoSuchVolume(_)
+            | EngineError::NotFound(_) => ErrorKind::NotFound,
+            EngineError::Forbidden(_) => ErrorKind::Forbidden,
             EngineError::NotRunning(_) | EngineError::Paused(_) | EngineError::Conflict(_) => ErrorKind::Conflict,
             EngineError::BadRequest(_) => ErrorKind::InvalidArgument,
             EngineError::Unsupported(_) => ErrorKind::Unsupported,

@@ -8,10 +8,15 @@
 //! - [`shim`] spawns and talks to the per-container shims (see `runtime::shim`).
 //! - [`http`] maps routes to those verbs; [`error`] maps every error kind to an HTTP status
 //!   in one match.
+//! - [`volumes`] keeps volumes and decides a container's mounts; [`archive`] reads and writes
+//!   a container's files (`cp`, `export`); [`disk`] is `system df`, the prunes and the sweep
+//!   of what a crash left at start.
 //! - [`daemon`] is the process: options, the data-root lock, the socket, signals.
 
+pub mod archive;
 pub mod container;
 pub mod daemon;
+pub mod disk;
 pub mod engine;
 pub mod error;
 pub mod exec;
@@ -19,5 +24,6 @@ pub mod http;
 pub mod lifecycle;
 pub mod logs;
 pub mod shim;
+pub mod volumes;
 
 pub use daemon::{DaemonOptions, run};

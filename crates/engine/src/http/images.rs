@@ -133,6 +133,9 @@ pub async fn get_dispatch(State(e): State<AppState>, Path(rest): Path<String>) -
     if let Some(name) = rest.strip_suffix("/json") {
         return inspect(e, name.to_owned()).await.map(IntoResponse::into_response);
     }
+    if let Some(name) = rest.strip_suffix("/get") {
+        return super::files::save(e, vec![name.to_owned()]).await;
+    }
     if let Some(name) = rest.strip_suffix("/history") {
         return history(e, name.to_owned()).await.map(IntoResponse::into_response);
     }
