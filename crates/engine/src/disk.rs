@@ -139,7 +139,9 @@ impl Engine {
             }
         }
         let reclaimed = tokio::task::spawn_blocking(move || m.reclaimed()).await.map_err(EngineError::internal)?;
-        Ok(json!({"ContainersDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": reclaimed}))
+        Ok(
+            json!({"ContainersDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": reclaimed}),
+        )
     }
 
     /// `POST /images/prune`: dangling images, or (`dangling=false`) every image no container

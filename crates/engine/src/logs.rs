@@ -176,7 +176,8 @@ pub fn fill_log_config(h: &mut api::types::HostConfig, s: &crate::engine::Settin
                 return Err(EngineError::BadRequest(format!("unknown log opt '{k}' for log driver none")));
             }
             (_, "max-size") => {
-                parse_size(v).ok_or_else(|| EngineError::BadRequest(format!("invalid max-size for log driver: {v}")))?;
+                parse_size(v)
+                    .ok_or_else(|| EngineError::BadRequest(format!("invalid max-size for log driver: {v}")))?;
             }
             (_, "max-file") => {
                 if !v.parse::<u32>().is_ok_and(|n| n >= 1) {

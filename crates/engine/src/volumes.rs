@@ -138,7 +138,7 @@ impl Volumes {
         if let Ok(rd) = std::fs::read_dir(&self.root) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
-                if !known.contains(&n) && !image::snapshot::is_mounted(&e.path().join("_data")) {
+                if !known.contains(&n) && !is_mountpoint(&e.path().join("_data")) {
                     tracing::info!("removing volume directory `{}` without a record", e.path().display());
                     let _ = std::fs::remove_dir_all(e.path());
                 }
@@ -209,7 +209,7 @@ impl Volumes {
     pub fn remove(&self, name: &str) -> Result<()> {
         let _ = self.must_get(name)?;
         let data = self.data(name);
-        if image::snapshot::is_mounted(&data) {
+        if is_mountpoint(&data) {
             image::snapshot::unmount(&data)?;
         }
         // Rename first: a crash halfway leaves no half volume under a live name.
@@ -233,10 +233,11 @@ impl Volumes {
             }
             return Ok(());
         };
-        if image::snapshot::is_mounted(&data) {
+        if is_mountpoint(&data) {
             return Ok(());
         }
-        std::fs::create_dir_all(&data).map_err(|e| EngineError::Internal(format!("create `{}`: {e}", data.display())))?;
+        std::fs::create_dir_all(&data)
+            .map_err(|e| EngineError::Internal(format!("create `{}`: {e}", data.display())))?;
         let o = v.options.get("o").cloned().unwrap_or_default();
         let opts: Vec<&str> = o.split(',').filter(|s| !s.is_empty() && *s != "bind" && *s != "rbind").collect();
         if kind == "none" || o.split(',').any(|s| s == "bind" || s == "rbind") {
@@ -255,7 +256,7 @@ impl Volumes {
     }
 
     fn mount_bind(&self, data: &Path, dev: &Path) -> Result<()> {
-        if image::snapshot::is_mounted(data) {
+        if is_mountpoint(data) {
             return Ok(());
         }
         if !dev.is_dir() {
@@ -265,14 +266,20 @@ impl Volumes {
                 dev.display()
             )));
         }
-        nix::mount::mount(Some(dev), data, None::<&str>, nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC, None::<&str>)
-            .map_err(|e| EngineError::Internal(format!("bind `{}` on `{}`: {e}", dev.display(), data.display())))
+        nix::mount::mount(
+            Some(dev),
+            data,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| EngineError::Internal(format!("bind `{}` on `{}`: {e}", dev.display(), data.display())))
     }
 
     /// Undoes [`Volumes::mount`] for a volume no running container uses any more.
     pub fn unmount(&self, name: &str) {
         let data = self.data(name);
-        if image::snapshot::is_mounted(&data)
+        if is_mountpoint(&data)
             && let Err(e) = image::snapshot::unmount(&data)
         {
             tracing::warn!("unmount volume {name}: {e}");
@@ -300,6 +307,17 @@ impl Volumes {
             "Scope": "local",
         })
     }
+}
+
+/// Whether `p` is a mount point, from /proc/self/mountinfo (a bind mount of a directory of the
+/// same filesystem has the same device as its parent, so comparing devices is not enough).
+pub fn is_mountpoint(p: &Path) -> bool {
+    let want = p.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| m.replace("\\040", " ") == want)
 }
 
 /// Refuses local driver options Docker's local driver refuses.
@@ -368,7 +386,9 @@ fn parse_bind(spec: &str) -> Result<MountRequest> {
         )));
     }
     if dst == "/" {
-        return Err(EngineError::BadRequest(format!("invalid volume specification: '{spec}': destination can't be '/'")));
+        return Err(EngineError::BadRequest(format!(
+            "invalid volume specification: '{spec}': destination can't be '/'"
+        )));
     }
     let mut m = MountRequest { destination: clean_dest(dst), rw: true, mode: mode.to_owned(), ..Default::default() };
     for o in mode.split(',').filter(|o| !o.is_empty()) {
@@ -447,7 +467,8 @@ fn parse_api_mount(v: &Value) -> Result<MountRequest> {
             }
             m.nocopy = v.pointer("/VolumeOptions/NoCopy").and_then(Value::as_bool).unwrap_or(false);
             if let Some(o) = v.pointer("/VolumeOptions/DriverConfig/Options").and_then(Value::as_object) {
-                m.volume_options = o.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned()))).collect();
+                m.volume_options =
+                    o.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned()))).collect();
             }
             if let Some(o) = v.pointer("/VolumeOptions/Labels").and_then(Value::as_object) {
                 m.volume_labels = o.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned()))).collect();
@@ -468,7 +489,9 @@ fn parse_api_mount(v: &Value) -> Result<MountRequest> {
         }
         "" => return Err(EngineError::BadRequest("invalid mount config: mount type must be specified".into())),
         other => {
-            return Err(EngineError::BadRequest(format!("invalid mount config for type \"{other}\": mount type unknown")));
+            return Err(EngineError::BadRequest(format!(
+                "invalid mount config for type \"{other}\": mount type unknown"
+            )));
         }
     }
     Ok(m)
@@ -500,7 +523,8 @@ impl Engine {
             // --volumes-from: the other container's mounts, unless one of ours has the path.
             for spec in host.extra.get("VolumesFrom").and_then(Value::as_array).into_iter().flatten() {
                 let spec = spec.as_str().unwrap_or_default();
-                let (name, mode) = spec.rsplit_once(':').filter(|(_, m)| matches!(*m, "ro" | "rw")).unwrap_or((spec, ""));
+                let (name, mode) =
+                    spec.rsplit_once(':').filter(|(_, m)| matches!(*m, "ro" | "rw")).unwrap_or((spec, ""));
                 let other = self.lookup(name)?;
                 for mut m in other.lock().mounts.clone() {
                     if m.kind == "tmpfs" || out.iter().any(|o| o.destination == m.destination) {
@@ -522,12 +546,7 @@ impl Engine {
                 if !dst.starts_with('/') || out.iter().any(|o| o.destination == dst) {
                     continue;
                 }
-                let r = MountRequest {
-                    kind: "volume".into(),
-                    destination: dst,
-                    rw: true,
-                    ..Default::default()
-                };
+                let r = MountRequest { kind: "volume".into(), destination: dst, rw: true, ..Default::default() };
                 out.push(self.realise(r, &mut created)?);
             }
             Ok(())
@@ -569,7 +588,12 @@ impl Engine {
                 if r.source.is_empty() {
                     labels.insert(ANON_LABEL.into(), String::new());
                 }
-                let v = self.volumes.create(Some(&r.source).filter(|s| !s.is_empty()).map(String::as_str), "local", r.volume_options.clone(), labels)?;
+                let v = self.volumes.create(
+                    Some(&r.source).filter(|s| !s.is_empty()).map(String::as_str),
+                    "local",
+                    r.volume_options.clone(),
+                    labels,
+                )?;
                 if !existed {
                     created.push(v.name.clone());
                 }
@@ -595,11 +619,7 @@ impl Engine {
         };
         let users = self.volume_users(&v.name);
         if !users.is_empty() {
-            return Err(EngineError::Conflict(format!(
-                "remove {}: volume is in use - [{}]",
-                v.name,
-                users.join(", ")
-            )));
+            return Err(EngineError::Conflict(format!("remove {}: volume is in use - [{}]", v.name, users.join(", "))));
         }
         self.volumes.remove(&v.name)
     }
@@ -621,9 +641,10 @@ impl Engine {
     /// are unmounted.
     pub(crate) fn release_volumes(&self, id: &str, mounts: &[MountPoint]) {
         for m in mounts.iter().filter(|m| m.kind == "volume") {
-            let busy = self.list().iter().any(|c| {
-                c.id != id && c.status().is_live() && c.lock().mounts.iter().any(|o| o.name == m.name)
-            });
+            let busy = self
+                .list()
+                .iter()
+                .any(|c| c.id != id && c.status().is_live() && c.lock().mounts.iter().any(|o| o.name == m.name));
             if !busy {
                 self.volumes.unmount(&m.name);
             }
@@ -633,11 +654,7 @@ impl Engine {
 
 /// At start: mounts volumes with driver options, fills new volumes with the image's content,
 /// and returns the OCI mounts. `rootfs` is the container's mounted root.
-pub fn setup_mounts(
-    volumes: &Volumes,
-    mounts: &[MountPoint],
-    rootfs: &Path,
-) -> Result<Vec<runtime::spec::UserMount>> {
+pub fn setup_mounts(volumes: &Volumes, mounts: &[MountPoint], rootfs: &Path) -> Result<Vec<runtime::spec::UserMount>> {
     let mut out = Vec::new();
     for m in mounts {
         match m.kind.as_str() {
@@ -720,10 +737,13 @@ mod tests {
 
     #[test]
     fn parses_api_mounts() {
-        let m = parse_api_mount(&json!({"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 1048576, "Mode": 448}}))
-            .expect("tmpfs");
+        let m = parse_api_mount(
+            &json!({"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 1048576, "Mode": 448}}),
+        )
+        .expect("tmpfs");
         assert_eq!(m.tmpfs_options, "size=1024k,mode=700");
-        let e = parse_api_mount(&json!({"Type": "bind", "Source": "/no/such/dir/here", "Target": "/x"})).expect_err("missing");
+        let e = parse_api_mount(&json!({"Type": "bind", "Source": "/no/such/dir/here", "Target": "/x"}))
+            .expect_err("missing");
         assert!(e.to_string().contains("bind source path does not exist"), "{e}");
         let m = parse_api_mount(&json!({"Type": "volume", "Source": "v1", "Target": "/x", "ReadOnly": true, "VolumeOptions": {"NoCopy": true}}))
             .expect("volume");
@@ -738,7 +758,10 @@ mod tests {
         let v = s.create(Some("data1"), "local", BTreeMap::new(), BTreeMap::new()).expect("create");
         assert!(s.data("data1").is_dir());
         // Creating again returns the same volume.
-        assert_eq!(s.create(Some("data1"), "", BTreeMap::new(), BTreeMap::new()).expect("again").created_at, v.created_at);
+        assert_eq!(
+            s.create(Some("data1"), "", BTreeMap::new(), BTreeMap::new()).expect("again").created_at,
+            v.created_at
+        );
         assert!(s.create(Some("a/b"), "local", BTreeMap::new(), BTreeMap::new()).is_err());
         assert!(s.create(Some("x1"), "nfs", BTreeMap::new(), BTreeMap::new()).is_err());
         let bad: BTreeMap<String, String> = [("foo".to_owned(), "1".to_owned())].into();

@@ -383,7 +383,8 @@ impl RunSpec {
             mounts.push(json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": options}));
         }
         for m in &self.user_mounts {
-            mounts.push(json!({"destination": m.destination, "type": m.kind, "source": m.source, "options": m.options}));
+            mounts
+                .push(json!({"destination": m.destination, "type": m.kind, "source": m.source, "options": m.options}));
         }
         for m in &self.mounts {
             let mut options = vec!["rbind", "rprivate"];

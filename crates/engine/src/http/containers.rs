@@ -318,9 +318,8 @@ pub async fn logs(State(e): State<AppState>, Path(id): Path<String>, q: Query) -
     }
     let ct = if o.raw { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let path = crate::logs::log_file(&e.paths, &c.id, &c.lock().host_config.log_config).ok_or_else(|| {
-        EngineError::BadRequest("configured logging driver does not support reading".into())
-    })?;
+    let path = crate::logs::log_file(&e.paths, &c.id, &c.lock().host_config.log_config)
+        .ok_or_else(|| EngineError::BadRequest("configured logging driver does not support reading".into()))?;
     tokio::task::spawn_blocking(move || crate::logs::stream(path, c, o, tx));
     Ok(([(header::CONTENT_TYPE, ct)], channel_body(rx)).into_response())
 }

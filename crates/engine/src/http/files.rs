@@ -71,7 +71,12 @@ pub async fn archive_get(State(e): State<AppState>, Path(id): Path<String>, q: Q
 }
 
 /// `PUT /containers/{id}/archive?path=`: unpacks the body (a tar) into a directory.
-pub async fn archive_put(State(e): State<AppState>, Path(id): Path<String>, q: Query, req: Request) -> Result<StatusCode> {
+pub async fn archive_put(
+    State(e): State<AppState>,
+    Path(id): Path<String>,
+    q: Query,
+    req: Request,
+) -> Result<StatusCode> {
     let c = e.lookup(&id)?;
     let path = path_param(&q)?;
     let no_overwrite = qbool(&q, "noOverwriteDirNonDir");
@@ -100,7 +105,7 @@ pub async fn export(State(e): State<AppState>, Path(id): Path<String>) -> Result
 }
 
 /// Every value of `key` in a raw query string (`names=a&names=b`).
-fn query_all(raw: Option<&str>, key: &str) -> Vec<String> {
+pub(super) fn query_all(raw: Option<&str>, key: &str) -> Vec<String> {
     let dec = |s: &str| -> String {
         let b = s.as_bytes();
         let mut out = Vec::with_capacity(b.len());

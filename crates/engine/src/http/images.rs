@@ -61,7 +61,8 @@ async fn import(e: AppState, q: &HashMap<String, String>, src: String, req: Requ
         }
         None => None,
     };
-    let changes: Vec<String> = q.get("changes").map(|c| vec![c.clone()]).unwrap_or_default();
+    // `changes` may be given many times (`import -c A -c B`): all of them apply.
+    let changes: Vec<String> = super::files::query_all(req.uri().query(), "changes");
     let opts = ImportOptions { tag, changes, message: q.get("message").cloned(), source: src };
     let body = req.into_body().into_data_stream().map_err(std::io::Error::other);
     let reader = tokio_util::io::StreamReader::new(body);

@@ -34,7 +34,7 @@ pub async fn list(State(e): State<AppState>, q: Query) -> Result<axum::Json<Valu
             continue;
         }
         if let Some(d) = filters.get("driver")
-            && !d.iter().any(|d| *d == v.driver)
+            && !d.contains(&v.driver)
         {
             continue;
         }

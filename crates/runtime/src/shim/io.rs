@@ -220,8 +220,11 @@ mod tests {
             l.write_entry(format!("{{\"log\":\"line {i:02}\"}}\n").as_bytes());
         }
         l.flush();
-        let mut names: Vec<String> =
-            std::fs::read_dir(d.path()).expect("ls").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> = std::fs::read_dir(d.path())
+            .expect("ls")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         names.sort();
         assert_eq!(names, vec!["c-json.log", "c-json.log.1", "c-json.log.2"]);
         for n in &names {
