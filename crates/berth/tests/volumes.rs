@@ -314,3 +314,364 @@ fn raw(d: &Daemon, method: &str, path: &str, body: &[u8]) -> (u16, String) {
 fn put_tar(d: &Daemon, ctr: &str, path: &str, tar: &[u8]) -> (u16, String) {
     raw(d, "PUT", &format!("/containers/{ctr}/archive?path={path}"), tar)
 }
+
+/// A real Docker daemon (dockerd 20.10) on its own data root, exec root, socket and pidfile,
+/// stopped and cleaned up on drop. None when it cannot start here.
+struct RealDocker {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl RealDocker {
+    fn start() -> Option<RealDocker> {
+        if common::docker_cli().is_none() || Command::new("dockerd").arg("--version").output().is_err() {
+            return None;
+        }
+        let dir = tempfile::Builder::new().prefix("bdk").tempdir_in("/tmp").ok()?;
+        let p = dir.path();
+        let log = std::fs::File::create(p.join("log")).ok()?;
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(p.join("data"))
+            .arg("--exec-root")
+            .arg(p.join("exec"))
+            .arg("-H")
+            .arg(format!("unix://{}", p.join("d.sock").display()))
+            .arg("--pidfile")
+            .arg(p.join("d.pid"))
+            .args(["--bridge=none", "--iptables=false", "--ip6tables=false", "--storage-driver=vfs"])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .ok()?;
+        let d = RealDocker { dir, child };
+        for _ in 0..150 {
+            if d.docker(&["version"]).status.success() {
+                return Some(d);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        eprintln!("skipped: dockerd did not start");
+        None
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.dir.path().join("d.sock").display()))
+            .env("DOCKER_CONFIG", self.dir.path().join("cfg"))
+            .output()
+            .expect("docker")
+    }
+}
+
+impl Drop for RealDocker {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let root = self.dir.path().display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for m in mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&root))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+    }
+}
+
+#[test]
+fn root_save_and_load_both_formats_and_with_real_docker() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    let work = d.dir.path().join("sl");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    let id = ok(&d.berth(&["inspect", "-f", "{{.Id}}", "busybox"])).trim().to_owned();
+    ok(&d.berth(&["tag", "busybox", "mine:2"]));
+    let file = work.join("bb.tar");
+    ok(&d.berth(&["save", "-o", file.to_str().expect("utf8"), "busybox", "mine:2"]));
+    let list = stdout(&Command::new("tar").arg("-tf").arg(&file).output().expect("tar"));
+    for want in ["manifest.json", "index.json", "oci-layout", "repositories"] {
+        assert!(list.lines().any(|l| l == want), "{want} missing: {list}");
+    }
+    ok(&d.berth(&["rmi", "mine:2", "busybox"]));
+    let o = d.berth(&["load", "-i", file.to_str().expect("utf8")]);
+    let out = ok(&o);
+    assert!(out.contains("Loaded image: busybox:latest") && out.contains("Loaded image: mine:2"), "{out}");
+    assert_eq!(ok(&d.berth(&["inspect", "-f", "{{.Id}}", "mine:2"])).trim(), id, "the image id survives the trip");
+    assert_eq!(ok(&d.berth(&["run", "--rm", "mine:2", "echo", "loaded"])), "loaded\n");
+    // From stdin, and through the docker CLI.
+    let data = std::fs::read(&file).expect("read");
+    ok(&d.berth(&["rmi", "mine:2"]));
+    assert!(ok(&d.berth_stdin(&["load"], &data)).contains("mine:2"));
+    if common::docker_cli().is_some() {
+        let dfile = work.join("dk.tar");
+        ok(&d.docker(&["save", "-o", dfile.to_str().expect("utf8"), "mine:2"]).expect("docker"));
+        ok(&d.docker(&["rmi", "mine:2"]).expect("docker"));
+        let o = d.docker(&["load", "-i", dfile.to_str().expect("utf8")]).expect("docker");
+        assert!(ok(&o).contains("Loaded image: mine:2"), "{}", stdout(&o));
+    }
+    // A malicious archive is refused and leaves nothing behind.
+    let evil = crafted_tar(&[("../../../../../tmp/berth-load-pwned", None, b"x")]);
+    let o = d.berth_stdin(&["load"], &evil);
+    assert!(!o.status.success() && stderr(&o).contains("unsafe path"), "{}", stderr(&o));
+    assert!(!Path::new("/tmp/berth-load-pwned").exists());
+    let o = d.berth_stdin(&["load"], b"not an archive at all");
+    assert!(!o.status.success());
+    let ingest = d.data_root().join("content/ingest");
+    assert_eq!(std::fs::read_dir(&ingest).expect("ingest").count(), 0, "scratch left in {}", ingest.display());
+
+    // Real Docker: its `docker save` loads into berth, and berth's into Docker.
+    let Some(real) = RealDocker::start() else {
+        eprintln!("skipped the real-Docker part: no dockerd");
+        return;
+    };
+    ok(&real.docker(&["load", "-i", file.to_str().expect("utf8")]));
+    assert_eq!(ok(&real.docker(&["inspect", "-f", "{{.Id}}", "mine:2"])).trim(), id, "Docker reads berth's archive");
+    let tarball = common::busybox_tar();
+    ok(&real.docker(&["import", "-c", "CMD [\"sh\"]", tarball.to_str().expect("utf8"), "fromdocker:1"]));
+    let rid = ok(&real.docker(&["inspect", "-f", "{{.Id}}", "fromdocker:1"])).trim().to_owned();
+    let rfile = work.join("real.tar");
+    ok(&real.docker(&["save", "-o", rfile.to_str().expect("utf8"), "fromdocker:1"]));
+    drop(real);
+    let o = d.berth(&["load", "-i", rfile.to_str().expect("utf8")]);
+    assert!(ok(&o).contains("Loaded image: fromdocker:1"), "{}", stdout(&o));
+    assert_eq!(ok(&d.berth(&["inspect", "-f", "{{.Id}}", "fromdocker:1"])).trim(), rid);
+    assert_eq!(ok(&d.berth(&["run", "--rm", "fromdocker:1", "echo", "from docker"])), "from docker\n");
+}
+
+/// `du` of the data root in bytes, without the SQLite files (their pages come and go).
+fn du(p: &Path) -> i64 {
+    let o = Command::new("du")
+        .args(["-s", "-B1", "--exclude=metadata.db*", "--exclude=events.log*"])
+        .arg(p)
+        .output()
+        .expect("du");
+    stdout(&o).split_whitespace().next().and_then(|n| n.parse().ok()).expect("du output")
+}
+
+#[test]
+fn root_prune_and_df_report_what_comes_back() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    let root = d.data_root();
+    // Containers with data in their upper layer.
+    for n in ["c1", "c2"] {
+        ok(&d.berth(&["run", "--name", n, "busybox", "dd", "if=/dev/zero", "of=/big", "bs=1k", "count=3000"]));
+    }
+    ok(&d.berth(&["run", "-d", "--name", "keep", "busybox", "sleep", "60"]));
+    let df = json(&d.http_ok("/system/df"));
+    let c1 =
+        df["Containers"].as_array().expect("containers").iter().find(|c| c["Names"][0] == "/c1").expect("c1").clone();
+    assert!(c1["SizeRw"].as_i64().expect("size") >= 3_000_000, "{c1}");
+    let before = du(&root);
+    let v = json(&d.http_post("/containers/prune"));
+    let after = du(&root);
+    let reclaimed = v["SpaceReclaimed"].as_i64().expect("reclaimed");
+    assert_eq!(v["ContainersDeleted"].as_array().map(Vec::len), Some(2), "{v}");
+    assert!((before - after - reclaimed).abs() <= 64 * 1024, "du says {} went, prune says {reclaimed}", before - after);
+    assert!(ok(&d.berth(&["ps", "-aq"])).lines().count() == 1);
+
+    // Images: two tags of one image and a second image sharing nothing; dangling first.
+    let tar = std::fs::read(common::busybox_tar()).expect("tar");
+    ok(&d.berth_stdin(&["import", "-c", "LABEL x=1", "-", "other:1"], &tar));
+    ok(&d.berth(&["rmi", "other:1"]));
+    // Importing over a tag leaves the old image dangling.
+    ok(&d.berth_stdin(&["import", "-", "dangling:1"], &tar));
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    ok(&d.berth_stdin(&["import", "-", "dangling:1"], &tar));
+    assert_eq!(ok(&d.berth(&["images", "-q", "-f", "dangling=true"])).lines().count(), 1);
+    let out = ok(&d.berth(&["image", "prune", "-f"]));
+    assert!(out.contains("deleted: sha256:"), "{out}");
+    assert_eq!(ok(&d.berth(&["images", "-q", "-f", "dangling=true"])).lines().count(), 0);
+    ok(&d.berth_stdin(&["import", "-", "unused:1"], &tar));
+    let out = ok(&d.berth(&["system", "df"]));
+    assert!(out.starts_with("TYPE") && out.contains("Images") && out.contains("Local Volumes"), "{out}");
+    let verbose = ok(&d.berth(&["system", "df", "-v"]));
+    assert!(verbose.contains("SHARED SIZE") && verbose.contains("keep"), "{verbose}");
+    // Three image records share one snapshot (same content): LayersSize counts it once.
+    let df = json(&d.http_ok("/system/df"));
+    let layers = df["LayersSize"].as_i64().expect("layers size");
+    let sum: i64 = df["Images"].as_array().expect("images").iter().map(|i| i["Size"].as_i64().unwrap_or(0)).sum();
+    assert!(layers < sum, "shared layers are counted once: {layers} vs {sum}");
+    let before = du(&root);
+    let o = d.berth(&["image", "prune", "-a", "-f"]);
+    let out = ok(&o);
+    let after = du(&root);
+    assert!(out.contains("unused:1") && out.contains("dangling:1") && !out.contains("busybox"), "{out}");
+    let v = json(&d.http_post("/images/prune?filters=%7B%22dangling%22%3A%5B%22false%22%5D%7D"));
+    assert_eq!(v["ImagesDeleted"], Value::Null, "nothing left to prune: {v}");
+    let reported = reclaimed_of(&out);
+    assert!(
+        (before - after - reported).abs() <= 64 * 1024 + reported / 100,
+        "du: {}, reported {reported}",
+        before - after
+    );
+    assert_eq!(ok(&d.berth(&["run", "--rm", "busybox", "echo", "still"])), "still\n", "the used image stays");
+
+    // Volumes: anonymous ones by default, all with -a; one in use stays.
+    ok(&d.berth(&[
+        "run",
+        "--name",
+        "vc",
+        "-v",
+        "/anon",
+        "-v",
+        "named1:/n",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/anon/z",
+        "bs=1k",
+        "count=2000",
+    ]));
+    ok(&d.berth(&[
+        "run",
+        "--rm",
+        "-v",
+        "named2:/n",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/n/z",
+        "bs=1k",
+        "count=2000",
+    ]));
+    ok(&d.berth(&["rm", "vc"]));
+    ok(&d.berth(&["volume", "create", "inuse"]));
+    ok(&d.berth(&["create", "--name", "user", "-v", "inuse:/x", "busybox"]));
+    let before = du(&root);
+    let out = ok(&d.berth(&["volume", "prune", "-f"]));
+    assert!(!out.contains("named"), "{out}");
+    let reported = reclaimed_of(&out);
+    assert!(reported >= 2_000_000, "{out}");
+    assert!((before - du(&root) - reported).abs() <= 64 * 1024, "{out}");
+    let out = ok(&d.berth(&["volume", "prune", "-a", "-f"]));
+    assert!(out.contains("named1") && out.contains("named2") && !out.contains("inuse"), "{out}");
+    if let Some(o) = d.docker(&["system", "df"]) {
+        assert!(ok(&o).contains("Local Volumes"));
+        let o = d.docker(&["container", "prune", "-f"]).expect("docker");
+        assert!(ok(&o).contains("Total reclaimed space"), "{}", stdout(&o));
+        let o = d.docker(&["volume", "prune", "-f", "-a"]).expect("docker");
+        assert!(ok(&o).contains("inuse"), "the container using it was pruned: {}", stdout(&o));
+        let o = d.docker(&["image", "prune", "-f"]).expect("docker");
+        ok(&o);
+    }
+    let o = d.berth(&["system", "prune", "-f", "--volumes"]);
+    assert!(ok(&o).contains("Total reclaimed space"), "{}", stderr(&o));
+    assert_eq!(ok(&d.berth(&["ps", "-q"])).lines().count(), 1, "the running container stays");
+}
+
+/// "Total reclaimed space: 3.1MB" → bytes (Docker's decimal units).
+fn reclaimed_of(out: &str) -> i64 {
+    let s = out.lines().find_map(|l| l.strip_prefix("Total reclaimed space: ")).expect("total line").trim();
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+    let mult = match unit {
+        "B" => 1.0,
+        "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        _ => panic!("unit {unit}"),
+    };
+    (num.parse::<f64>().expect("number") * mult) as i64
+}
+
+#[test]
+fn root_log_rotation_drivers_and_the_start_up_sweep() {
+    if !can_run() {
+        return;
+    }
+    let mut d = Daemon::start();
+    let o = d.berth(&[
+        "run",
+        "--name",
+        "chatty",
+        "--log-opt",
+        "max-size=2k",
+        "--log-opt",
+        "max-file=3",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done",
+    ]);
+    ok(&o);
+    let i = d.inspect("chatty");
+    let log = i["LogPath"].as_str().expect("log path").to_owned();
+    assert_eq!(i["HostConfig"]["LogConfig"]["Type"], "json-file");
+    let files: Vec<_> = (0..5)
+        .map(|n| if n == 0 { log.clone() } else { format!("{log}.{n}") })
+        .filter(|p| Path::new(p).exists())
+        .collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    for f in &files {
+        assert!(std::fs::metadata(f).expect("stat").len() <= 2048, "{f}");
+    }
+    // logs reads across the rotated files: the newest lines, in order, none repeated.
+    let out = ok(&d.berth(&["logs", "chatty"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.last(), Some(&"line-299"));
+    let first: usize = lines[0].trim_start_matches("line-").parse().expect("number");
+    assert!(first > 0, "the oldest went");
+    assert_eq!(lines.len(), 300 - first, "contiguous from the oldest kept line");
+    // Following across a rotation while the container writes.
+    ok(&d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "follow",
+        "--log-opt",
+        "max-size=1k",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; i=0; while [ $i -lt 100 ]; do echo f-$i; i=$((i+1)); done",
+    ]));
+    let out = ok(&d.berth(&["logs", "-f", "follow"]));
+    assert!(out.ends_with("f-99\n"), "{out}");
+    assert!(out.lines().count() >= 20, "{out}");
+    if let Some(o) = d.docker(&["logs", "--tail", "1", "chatty"]) {
+        assert_eq!(ok(&o), "line-299\n");
+    }
+    // Drivers: none keeps nothing, local is readable; daemon.json log-opts are the default.
+    ok(&d.berth(&["run", "--name", "quiet", "--log-driver", "none", "busybox", "echo", "x"]));
+    let o = d.berth(&["logs", "quiet"]);
+    assert!(!o.status.success() && stderr(&o).contains("does not support reading"), "{}", stderr(&o));
+    ok(&d.berth(&["run", "--name", "loc", "--log-driver", "local", "busybox", "echo", "local log"]));
+    assert_eq!(ok(&d.berth(&["logs", "loc"])), "local log\n");
+    let o = d.berth(&["run", "--log-driver", "syslog", "busybox", "true"]);
+    assert!(!o.status.success() && stderr(&o).contains("no log driver named 'syslog'"), "{}", stderr(&o));
+
+    // The sweep: what a crash leaves is gone after a restart; what images use stays.
+    d.kill9();
+    let snap = d.data_root().join("snapshots").join("ab".repeat(32));
+    std::fs::create_dir_all(snap.join("fs/junk")).expect("mkdir");
+    let blob = d.data_root().join("content/blobs/sha256").join("cd".repeat(32));
+    std::fs::write(&blob, "orphan").expect("write");
+    let ingest = d.data_root().join("content/ingest/partial");
+    std::fs::write(&ingest, "half").expect("write");
+    let tmp = d.data_root().join("snapshots/tmp-deadbeef");
+    std::fs::create_dir_all(&tmp).expect("mkdir");
+    let cdir = d.data_root().join("containers").join("ef".repeat(32));
+    std::fs::create_dir_all(cdir.join("upper")).expect("mkdir");
+    std::fs::write(d.dir.path().join("daemon.json"), r#"{"log-opts": {"max-size": "1k", "max-file": "2"}}"#)
+        .expect("daemon.json");
+    d.spawn();
+    for p in [&snap, &blob, &ingest, &tmp, &cdir] {
+        assert!(!p.exists(), "{} survived the sweep", p.display());
+    }
+    assert_eq!(ok(&d.berth(&["run", "--rm", "busybox", "echo", "intact"])), "intact\n");
+    ok(&d.berth(&["create", "--name", "dj", "busybox"]));
+    let i = d.inspect("dj");
+    assert_eq!(i["HostConfig"]["LogConfig"]["Config"]["max-size"], "1k");
+    std::fs::write(d.dir.path().join("daemon.json"), "{}").expect("daemon.json");
+}
