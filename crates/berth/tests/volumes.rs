@@ -16,6 +16,10 @@ fn ok(o: &std::process::Output) -> String {
     stdout(o)
 }
 
+fn chrono_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() + 1).unwrap_or(0)
+}
+
 fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
@@ -149,6 +153,14 @@ fn root_volumes_binds_tmpfs_and_the_volume_api() {
     let o = d.berth(&["volume", "inspect", "nosuch"]);
     assert!(stderr(&o).contains("no such volume"), "{}", stderr(&o));
     assert!(d.mounts().iter().all(|m| !m.contains("/volumes/")), "volume mounts left: {:?}", d.mounts());
+    // Docker's volume events.
+    let now = chrono_now();
+    let (_, ev) = d
+        .http("GET", &format!("/events?since=0&until={now}&filters=%7B%22type%22%3A%5B%22volume%22%5D%7D"), None)
+        .expect("events");
+    for action in ["\"create\"", "\"mount\"", "\"unmount\"", "\"destroy\""] {
+        assert!(ev.contains(&format!("\"Action\":{action}")), "no volume {action} event: {ev}");
+    }
 
     if common::docker_cli().is_some() {
         let dk = |args: &[&str]| d.docker(args).expect("docker");

@@ -139,6 +139,7 @@ impl Engine {
             }
         }
         let reclaimed = tokio::task::spawn_blocking(move || m.reclaimed()).await.map_err(EngineError::internal)?;
+        self.events.emit("container", "prune", "", vec![("reclaimed".into(), reclaimed.to_string())]);
         Ok(
             json!({"ContainersDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": reclaimed}),
         )
@@ -191,7 +192,9 @@ impl Engine {
                     Err(err) => tracing::warn!("prune image {}: {err}", rec.id.short()),
                 }
             }
-            Ok(json!({"ImagesDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": m.reclaimed()}))
+            let reclaimed = m.reclaimed();
+            e.events.emit("image", "prune", "", vec![("reclaimed".into(), reclaimed.to_string())]);
+            Ok(json!({"ImagesDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": reclaimed}))
         })
         .await
         .map_err(EngineError::internal)?
@@ -216,7 +219,9 @@ impl Engine {
                     Err(err) => tracing::warn!("prune volume {}: {err}", v.name),
                 }
             }
-            Ok(json!({"VolumesDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": m.reclaimed()}))
+            let reclaimed = m.reclaimed();
+            e.events.emit("volume", "prune", "", vec![("reclaimed".into(), reclaimed.to_string())]);
+            Ok(json!({"VolumesDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": reclaimed}))
         })
         .await
         .map_err(EngineError::internal)?

@@ -596,6 +596,7 @@ impl Engine {
                 )?;
                 if !existed {
                     created.push(v.name.clone());
+                    self.events.emit("volume", "create", &v.name, vec![("driver".into(), "local".into())]);
                 }
                 m.name = v.name.clone();
                 m.source = self.volumes.data(&v.name);
@@ -621,7 +622,27 @@ impl Engine {
         if !users.is_empty() {
             return Err(EngineError::Conflict(format!("remove {}: volume is in use - [{}]", v.name, users.join(", "))));
         }
-        self.volumes.remove(&v.name)
+        self.destroy_volume(&v.name)
+    }
+
+    /// Removes a volume's record and data, and says so on the event stream.
+    fn destroy_volume(&self, name: &str) -> Result<()> {
+        self.volumes.remove(name)?;
+        self.events.emit("volume", "destroy", name, vec![("driver".into(), "local".into())]);
+        Ok(())
+    }
+
+    /// A container started or stopped using its volumes: Docker's `mount`/`unmount` events.
+    pub(crate) fn volume_events(&self, id: &str, mounts: &[MountPoint], action: &str) {
+        for m in mounts.iter().filter(|m| m.kind == "volume") {
+            let mut attrs = vec![("driver".to_owned(), "local".to_owned()), ("container".to_owned(), id.to_owned())];
+            if action == "mount" {
+                attrs.push(("destination".into(), m.destination.clone()));
+                attrs.push(("read/write".into(), m.rw.to_string()));
+                attrs.push(("propagation".into(), m.propagation.clone()));
+            }
+            self.events.emit("volume", action, &m.name, attrs);
+        }
     }
 
     /// After a container is removed: its anonymous volumes go too, unless another uses them.
@@ -630,7 +651,7 @@ impl Engine {
             let Ok(Some(v)) = self.volumes.get(&m.name) else { continue };
             if v.anonymous()
                 && self.volume_users(&v.name).is_empty()
-                && let Err(e) = self.volumes.remove(&v.name)
+                && let Err(e) = self.destroy_volume(&v.name)
             {
                 tracing::warn!("remove anonymous volume {}: {e}", v.name);
             }
@@ -640,6 +661,7 @@ impl Engine {
     /// After a container stops: volumes with driver options no running container needs
     /// are unmounted.
     pub(crate) fn release_volumes(&self, id: &str, mounts: &[MountPoint]) {
+        self.volume_events(id, mounts, "unmount");
         for m in mounts.iter().filter(|m| m.kind == "volume") {
             let busy = self
                 .list()

@@ -64,6 +64,9 @@ pub async fn archive_get(State(e): State<AppState>, Path(id): Path<String>, q: Q
         }
     });
     let st = srx.await.map_err(|_| EngineError::Internal("archive: the copy ended early".into()))??;
+    if let Ok(c) = e.lookup(&id) {
+        e.container_event(&c, "archive-path", Vec::new());
+    }
     let mut resp = stat_response(&st)?;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
     *resp.body_mut() = channel_body(rx);
@@ -82,6 +85,7 @@ pub async fn archive_put(
     let no_overwrite = qbool(&q, "noOverwriteDirNonDir");
     let reader = body_reader(req);
     e.with_view(&c, move |v| extract_into(v, &path, no_overwrite, reader)).await?;
+    e.container_event(&c, "extract-to-dir", Vec::new());
     Ok(StatusCode::OK)
 }
 
@@ -94,6 +98,7 @@ fn body_reader(req: Request) -> impl std::io::Read + Send + 'static {
 /// `GET /containers/{id}/export`.
 pub async fn export(State(e): State<AppState>, Path(id): Path<String>) -> Result<Response> {
     let c = e.lookup(&id)?;
+    e.container_event(&c, "export", Vec::new());
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let e2 = e.clone();
     tokio::spawn(async move {
@@ -149,14 +154,14 @@ pub async fn save(e: AppState, names: Vec<String>) -> Result<Response> {
     }
     let e2 = e.clone();
     let check = names.clone();
-    tokio::task::spawn_blocking(move || {
-        for n in &check {
-            e2.images.resolve(n)?;
-        }
-        Ok::<_, EngineError>(())
+    let ids = tokio::task::spawn_blocking(move || {
+        check.iter().map(|n| e2.images.resolve(n).map(|r| r.id.to_string())).collect::<Result<Vec<_>, _>>()
     })
     .await
     .map_err(EngineError::internal)??;
+    for (id, n) in ids.iter().zip(&names) {
+        e.image_event("save", id, n);
+    }
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::task::spawn_blocking(move || {
         if let Err(err) = image::transfer::save(&e.images, &names, ChannelWriter::new(tx)) {
@@ -176,6 +181,7 @@ pub async fn load(State(e): State<AppState>, q: Query, req: Request) -> Result<R
         .map_err(EngineError::internal)??;
     let mut out = String::new();
     for l in &loaded {
+        e.image_event("load", &l.id.to_string(), l.tags.first().map(String::as_str).unwrap_or(&l.id.to_string()));
         let lines: Vec<String> = if l.tags.is_empty() {
             vec![format!("Loaded image ID: {}\n", l.id)]
         } else {

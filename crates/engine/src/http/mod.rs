@@ -1,6 +1,7 @@
 //! The Engine API routes. One file per resource; the table fits on a screen.
 
 mod containers;
+mod events;
 mod exec;
 mod files;
 mod images;
@@ -30,6 +31,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/events", get(events::events))
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))
         .route("/containers/{id}/json", get(containers::inspect))

@@ -70,6 +70,7 @@ struct CreateBody {
 pub async fn create(State(e): State<AppState>, body: Bytes) -> Result<Response> {
     let b: CreateBody = super::parse_json(&body)?;
     let e2 = e.clone();
+    let existed = !b.name.is_empty() && e.volumes.get(&b.name)?.is_some();
     let v = blocking(move || {
         e2.volumes.create(
             Some(b.name.as_str()).filter(|n| !n.is_empty()),
@@ -79,6 +80,9 @@ pub async fn create(State(e): State<AppState>, body: Bytes) -> Result<Response> 
         )
     })
     .await?;
+    if !existed {
+        e.events.emit("volume", "create", &v.name, vec![("driver".into(), "local".into())]);
+    }
     Ok((StatusCode::CREATED, axum::Json(e.volumes.to_json(&v))).into_response())
 }
 
