@@ -336,7 +336,6 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
     let host = HostConfig {
         binds: a.volumes.clone(),
         log_config,
-        extra,
         restart_policy: a.restart.as_deref().map(restart_policy).transpose()?.unwrap_or_default(),
         network_mode: a.network.clone().unwrap_or_else(|| "default".into()),
         auto_remove: a.rm,
@@ -363,6 +362,9 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
         console_size: console,
         ..Default::default()
     };
+    let mut host = host;
+    // Mounts and VolumesFrom travel as the API spells them (HostConfig keeps them in `extra`).
+    host.extra.extend(extra);
     Ok(ContainerConfig {
         hostname: a.hostname.clone().unwrap_or_default(),
         user: a.user.clone().unwrap_or_default(),
