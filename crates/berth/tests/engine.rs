@@ -752,6 +752,13 @@ fn root_init_reaps_and_forwards_signals() {
     assert!(stdout(&o).starts_with("/sbin/docker-init -- sh -c"), "{} {}", stdout(&o), stderr(&o));
     // `sleep` as PID 1 ignores SIGTERM; under the init it gets it and stop is quick.
     assert!(d.berth(&["run", "-d", "--init", "--name", "sleeper", "busybox", "sleep", "100"]).status.success());
+    // The init blocks signals before it starts its child: once `sleep` runs, SIGTERM is caught
+    // and forwarded (sent any earlier, PID 1 without a handler would drop it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stdout(&d.berth(&["top", "sleeper"])).contains("sleep 100") {
+        assert!(Instant::now() < deadline, "sleep never started under the init");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // Exit code 143 (SIGTERM), not 137: the signal reached sleep before the timeout's SIGKILL.
     assert!(d.berth(&["stop", "-t", "30", "sleeper"]).status.success());
     assert_eq!(d.inspect("sleeper")["State"]["ExitCode"], 143);

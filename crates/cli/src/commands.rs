@@ -168,6 +168,15 @@ pub async fn dispatch(c: &Client, cmd: Command) -> i32 {
         Command::History(a) => history(c, a).await,
         Command::Network(n) => crate::network::network(c, n).await,
         Command::Port(a) => crate::network::port(c, a).await,
+        Command::Volume(v) => crate::volume::run(c, v).await,
+        Command::Cp(a) => crate::files::cp(c, a).await,
+        Command::Save(a) => crate::files::save(c, a).await,
+        Command::Load(a) => crate::files::load(c, a).await,
+        Command::Export(a) => crate::files::export(c, a).await,
+        Command::System(s) => crate::disk::system(c, s).await,
+        Command::Image(crate::disk::PruneOnly::Prune(a)) => crate::disk::prune(c, "image", a).await,
+        Command::Container(crate::disk::PruneOnly::Prune(a)) => crate::disk::prune(c, "container", a).await,
+        Command::Builder(crate::disk::PruneOnly::Prune(a)) => crate::disk::prune(c, "builder", a).await,
         Command::Version => version(c).await,
         Command::Info => info(c).await,
         Command::Daemon => {
@@ -306,7 +315,29 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
         let (k, v) = s.split_once('=').ok_or_else(|| format!("invalid sysctl value: {s}"))?;
         sysctls.insert(k.to_owned(), v.to_owned());
     }
+    let mut extra = api::types::Map::new();
+    if !a.mount.is_empty() {
+        let m: Vec<Value> = a.mount.iter().map(|m| crate::volume::parse_mount(m)).collect::<Result<_, _>>()?;
+        extra.insert("Mounts".into(), Value::Array(m));
+    }
+    if !a.volumes_from.is_empty() {
+        extra.insert("VolumesFrom".into(), serde_json::json!(a.volumes_from));
+    }
+    let log_config = api::types::LogConfig {
+        kind: a.log_driver.clone().unwrap_or_default(),
+        config: a
+            .log_opt
+            .iter()
+            .map(|o| {
+                o.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .ok_or_else(|| format!("invalid log opt: {o}"))
+            })
+            .collect::<Result<_, _>>()?,
+    };
     let host = HostConfig {
+        binds: a.volumes.clone(),
+        log_config,
         restart_policy: a.restart.as_deref().map(restart_policy).transpose()?.unwrap_or_default(),
         network_mode: a.network.clone().unwrap_or_else(|| "default".into()),
         auto_remove: a.rm,
@@ -333,6 +364,9 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
         console_size: console,
         ..Default::default()
     };
+    let mut host = host;
+    // Mounts and VolumesFrom travel as the API spells them (HostConfig keeps them in `extra`).
+    host.extra.extend(extra);
     let mut cfg = ContainerConfig {
         hostname: a.hostname.clone().unwrap_or_default(),
         user: a.user.clone().unwrap_or_default(),

@@ -26,6 +26,8 @@ pub struct DaemonJson {
     pub hosts: Vec<String>,
     pub debug: bool,
     pub init_path: Option<PathBuf>,
+    pub log_driver: Option<String>,
+    pub log_opts: std::collections::BTreeMap<String, String>,
     /// The default bridge's name (`berth0`).
     pub bridge: Option<String>,
     /// The default bridge's gateway address and prefix.
@@ -137,7 +139,14 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         hosts.push(DEFAULT_HOST.into());
     }
     let _lock = lock_data_root(&data_root)?;
-    let settings = crate::engine::Settings { init_path: json.init_path.clone(), net: net_settings(&json)? };
+    let settings = crate::engine::Settings {
+        init_path: json.init_path.clone(),
+        net: net_settings(&json)?,
+        log_driver: json.log_driver.clone(),
+        log_opts: json.log_opts.clone(),
+    };
+    // A bad default log configuration is refused now, not at the first `run`.
+    crate::logs::fill_log_config(&mut api::types::HostConfig::default(), &settings)?;
     let engine = Engine::open(Paths { data_root: data_root.clone(), exec_root }, settings).await?;
     let app = crate::http::router(engine);
     // The version prefix is stripped before routing, so one route table serves `/v1.45/…` and `/…`.

@@ -12,6 +12,10 @@ pub enum EngineError {
     NoSuchExec(String),
     #[error("network {0} not found")]
     NoSuchNetwork(String),
+    #[error("get {0}: no such volume")]
+    NoSuchVolume(String),
+    #[error("{0}")]
+    NotFound(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("Container {0} is not running")]
@@ -41,9 +45,11 @@ pub enum EngineError {
 impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EngineError::NoSuchContainer(_) | EngineError::NoSuchExec(_) | EngineError::NoSuchNetwork(_) => {
-                ErrorKind::NotFound
-            }
+            EngineError::NoSuchContainer(_)
+            | EngineError::NoSuchExec(_)
+            | EngineError::NoSuchNetwork(_)
+            | EngineError::NoSuchVolume(_)
+            | EngineError::NotFound(_) => ErrorKind::NotFound,
             EngineError::Forbidden(_) => ErrorKind::Forbidden,
             EngineError::NotRunning(_) | EngineError::Paused(_) | EngineError::Conflict(_) => ErrorKind::Conflict,
             EngineError::BadRequest(_) => ErrorKind::InvalidArgument,

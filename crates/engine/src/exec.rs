@@ -170,6 +170,7 @@ impl Engine {
                 socket: paths.shim_socket(&eid),
                 console_socket: paths.console_socket(&eid),
                 log: None,
+                log_rotate: None,
                 exit_file: exec_dir.join(format!("{eid}.exit")),
                 tty,
                 stdin: cfg.attach_stdin,

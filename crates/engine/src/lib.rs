@@ -10,10 +10,15 @@
 //! - [`network`] keeps networks and container endpoints (bridge, IPAM, ports, DNS).
 //! - [`http`] maps routes to those verbs; [`error`] maps every error kind to an HTTP status
 //!   in one match.
+//! - [`volumes`] keeps volumes and decides a container's mounts; [`archive`] reads and writes
+//!   a container's files (`cp`, `export`); [`disk`] is `system df`, the prunes and the sweep
+//!   of what a crash left at start.
 //! - [`daemon`] is the process: options, the data-root lock, the socket, signals.
 
+pub mod archive;
 pub mod container;
 pub mod daemon;
+pub mod disk;
 pub mod engine;
 pub mod error;
 pub mod events;
@@ -25,5 +30,6 @@ pub mod logs;
 pub mod network;
 pub mod restart;
 pub mod shim;
+pub mod volumes;
 
 pub use daemon::{DaemonOptions, run};

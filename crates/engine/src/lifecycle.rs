@@ -304,6 +304,9 @@ impl Engine {
         if argv.is_empty() {
             return Err(EngineError::BadRequest("no command specified".into()));
         }
+        let mut host = host;
+        crate::logs::fill_log_config(&mut host, &self.settings)?;
+        let mounts = self.prepare_mounts(&cfg, &host)?;
         let id = new_id();
         if cfg.hostname.is_empty() {
             cfg.hostname = id[..12].to_owned();
@@ -330,6 +333,7 @@ impl Engine {
                 stopped_by_user: false,
                 health: None,
             },
+            mounts,
         };
         let dir = self.paths.container_dir(&id);
         tokio::fs::create_dir_all(&dir)
@@ -349,6 +353,7 @@ impl Engine {
                 Err(_) if random && attempt < 100 => attempt += 1,
                 Err(e) => {
                     let _ = tokio::fs::remove_dir_all(&dir).await;
+                    self.remove_anonymous_volumes(&rec.mounts);
                     return Err(e);
                 }
             }
@@ -356,6 +361,7 @@ impl Engine {
         if let Err(e) = self.save(&c).and_then(|_| self.net.insert(&c.id, &c.name(), netplan)) {
             self.forget(&c.id);
             let _ = self.delete_record(&c.id);
+            self.remove_anonymous_volumes(&rec.mounts);
             let _ = tokio::fs::remove_dir_all(&dir).await;
             return Err(e);
         }
@@ -415,6 +421,7 @@ impl Engine {
         let id = rec.id.clone();
         let paths = self.paths.clone();
         let images = self.images.clone();
+        let volumes = self.volumes.clone();
         let image_id = rec.image.clone();
         let init = if rec.host_config.init == Some(true) { Some(self.init_binary()?) } else { None };
         let (joined, links) = self.net_inputs(&rec)?;
@@ -447,6 +454,7 @@ impl Engine {
             for f in ["resolv.conf", "hostname", "hosts"] {
                 mounts.push(BindMount { source: dir.join(f), destination: format!("/etc/{f}"), readonly: false });
             }
+            let user_mounts = crate::volumes::setup_mounts(&volumes, &rec.mounts, &rootfs)?;
             // --init: a small init as PID 1 reaps zombies and forwards signals to the command.
             let mut args: Vec<String> = std::iter::once(rec.path.clone()).chain(rec.args.iter().cloned()).collect();
             if let Some(init) = &init {
@@ -492,6 +500,7 @@ impl Engine {
                     blkio_weight: h.blkio_weight,
                 },
                 mounts,
+                user_mounts,
                 shm_size: if h.shm_size > 0 { Some(h.shm_size) } else { None },
                 tmpfs: h.tmpfs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 rlimits: h
@@ -508,7 +517,8 @@ impl Engine {
                 runtime_root: paths.runtime_root(),
                 socket: paths.shim_socket(&id),
                 console_socket: paths.console_socket(&id),
-                log: Some(paths.log_path(&id)),
+                log: crate::logs::log_file(&paths, &id, &rec.host_config.log_config),
+                log_rotate: crate::logs::rotation(&rec.host_config.log_config)?,
                 exit_file: paths.exit_file(&id),
                 tty: rec.config.tty,
                 stdin: rec.config.open_stdin,
@@ -548,6 +558,7 @@ impl Engine {
             r.state.oom_killed = false;
             r.state.stopped_by_user = false;
         }
+        self.volume_events(&c.id, &c.lock().mounts.clone(), "mount");
         self.save(c)?;
         self.monitor(c.clone());
         tracing::debug!(
@@ -593,6 +604,8 @@ impl Engine {
             let _ = std::fs::remove_file(socket);
         })
         .await;
+        let mounts = c.lock().mounts.clone();
+        self.release_volumes(&c.id, &mounts);
     }
 
     pub(crate) async fn on_exit(self: &Arc<Self>, c: &Arc<Container>, exit: ExitStatus) {
@@ -632,8 +645,10 @@ impl Engine {
             let engine = self.clone();
             let c = c.clone();
             tokio::spawn(async move {
-                if let Err(e) = engine.remove(&c, false).await {
-                    tracing::error!("auto-remove {}: {e}", c.id);
+                let mounts = c.lock().mounts.clone();
+                match engine.remove(&c, false).await {
+                    Ok(()) => engine.remove_anonymous_volumes(&mounts),
+                    Err(e) => tracing::error!("auto-remove {}: {e}", c.id),
                 }
             });
         }

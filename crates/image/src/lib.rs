@@ -7,13 +7,19 @@
 //!   under a container's writable upper directory.
 //! - [`layer`]: applying a layer tar (plain, gzip or zstd) with Docker's whiteouts turned into
 //!   overlayfs ones, refusing entries that would land outside the target.
+//! - [`archive`]: tar of plain directories, unpacked safely (`cp`, the files of `load`);
+//!   [`transfer`]: `docker save`/`docker load` archives (docker-archive and OCI layout);
+//!   [`usage`]: disk usage as `du` counts it.
 //! - [`store::ImageStore`]: image records and tags in SQLite, import, lookup by id, prefix or
 //!   reference, tag/untag/delete, history.
 
+pub mod archive;
 pub mod content;
 pub mod layer;
 pub mod snapshot;
 pub mod store;
+pub mod transfer;
+pub mod usage;
 
 use std::path::PathBuf;
 

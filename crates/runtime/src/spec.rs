@@ -54,6 +54,16 @@ pub struct BindMount {
     pub readonly: bool,
 }
 
+/// A mount from `-v`, `--mount`, `--tmpfs` volumes or `--volumes-from`, as OCI sees it:
+/// `kind` is `bind` or `tmpfs`, `options` go to the runtime as they are.
+#[derive(Debug, Clone, Default)]
+pub struct UserMount {
+    pub kind: String,
+    pub source: PathBuf,
+    pub destination: String,
+    pub options: Vec<String>,
+}
+
 /// The user a process runs as, already resolved to numbers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessUser {
@@ -171,6 +181,8 @@ pub struct RunSpec {
     pub cgroups_path: String,
     pub resources: Resources,
     pub mounts: Vec<BindMount>,
+    /// The user's mounts, parents before children; mounted before `mounts` (the /etc files).
+    pub user_mounts: Vec<UserMount>,
     pub shm_size: Option<i64>,
     /// `--tmpfs`: destination and mount options (`size=64m,mode=1777`).
     pub tmpfs: Vec<(String, String)>,
@@ -381,6 +393,10 @@ impl RunSpec {
             let mut options = vec!["nosuid".to_owned(), "nodev".to_owned(), "noexec".to_owned()];
             options.extend(opts.split(',').filter(|o| !o.is_empty()).map(str::to_owned));
             mounts.push(json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": options}));
+        }
+        for m in &self.user_mounts {
+            mounts
+                .push(json!({"destination": m.destination, "type": m.kind, "source": m.source, "options": m.options}));
         }
         for m in &self.mounts {
             let mut options = vec!["rbind", "rprivate"];

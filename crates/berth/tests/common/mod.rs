@@ -219,6 +219,20 @@ impl Daemon {
         Ok((status, body))
     }
 
+    /// GET that must answer 200: the body.
+    pub fn http_ok(&self, path: &str) -> String {
+        let (st, body) = self.http("GET", path, None).expect("http");
+        assert_eq!(st, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// POST that must answer 200: the body.
+    pub fn http_post(&self, path: &str) -> String {
+        let (st, body) = self.http("POST", path, None).expect("http");
+        assert_eq!(st, 200, "POST {path}: {body}");
+        body
+    }
+
     pub fn inspect(&self, name: &str) -> serde_json::Value {
         let o = self.berth(&["inspect", name]);
         assert!(o.status.success(), "inspect {name}: {}", String::from_utf8_lossy(&o.stderr));

@@ -148,7 +148,7 @@ pub async fn list(State(e): State<AppState>, q: Query) -> Result<axum::Json<Vec<
             .into(),
             network_settings: [("Networks".to_owned(), e.net.summary_networks(&r, st.is_live())["Networks"].clone())]
                 .into(),
-            mounts: Vec::new(),
+            mounts: r.mounts.iter().map(crate::volumes::MountPoint::to_json).collect(),
         });
         if limit.is_some_and(|l| out.len() as i64 >= l) {
             break;
@@ -186,7 +186,9 @@ pub fn inspect_of(e: &crate::engine::Engine, c: &Container) -> ContainerInspect 
         resolv_conf_path: dir.join("resolv.conf").display().to_string(),
         hostname_path: dir.join("hostname").display().to_string(),
         hosts_path: dir.join("hosts").display().to_string(),
-        log_path: e.paths.log_path(&r.id).display().to_string(),
+        log_path: crate::logs::log_file(&e.paths, &r.id, &r.host_config.log_config)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
         name: format!("/{}", s.name),
         restart_count: s.restart_count,
         driver: "overlay2".into(),
@@ -202,7 +204,7 @@ pub fn inspect_of(e: &crate::engine::Engine, c: &Container) -> ContainerInspect 
         graph_driver: json!({"Name": "overlay2", "Data": {
             "MergedDir": dir.join("rootfs"), "UpperDir": dir.join("upper"), "WorkDir": dir.join("work"),
         }}),
-        mounts: Vec::new(),
+        mounts: r.mounts.iter().map(crate::volumes::MountPoint::to_json).collect(),
         config,
         network_settings: e.net.settings_json(&r, &e.paths.netns(&r.id), s.status.is_live()),
     }
@@ -259,7 +261,11 @@ pub async fn rename(State(e): State<AppState>, Path(id): Path<String>, q: Query)
 
 pub async fn remove(State(e): State<AppState>, Path(id): Path<String>, q: Query) -> Result<StatusCode> {
     let c = e.lookup(&id)?;
+    let mounts = c.lock().mounts.clone();
     e.remove(&c, qbool(&q, "force")).await?;
+    if qbool(&q, "v") {
+        e.remove_anonymous_volumes(&mounts);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -332,7 +338,8 @@ pub async fn logs(State(e): State<AppState>, Path(id): Path<String>, q: Query) -
     }
     let ct = if o.raw { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let path = e.paths.log_path(&c.id);
+    let path = crate::logs::log_file(&e.paths, &c.id, &c.lock().host_config.log_config)
+        .ok_or_else(|| EngineError::BadRequest("configured logging driver does not support reading".into()))?;
     tokio::task::spawn_blocking(move || crate::logs::stream(path, c, o, tx));
     Ok(([(header::CONTENT_TYPE, ct)], channel_body(rx)).into_response())
 }

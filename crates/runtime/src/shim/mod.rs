@@ -105,7 +105,7 @@ fn run(config_path: &Path) -> Result<(), String> {
         None
     };
 
-    let output = Arc::new(Output::new(cfg.tty, cfg.log.as_deref())?);
+    let output = Arc::new(Output::new(cfg.tty, cfg.log.as_deref(), cfg.log_rotate)?);
     let mut pending_start: Option<UnixStream> = None;
     let mut early: Vec<(UnixStream, Request)> = Vec::new();
     let t_create = std::time::Instant::now();
