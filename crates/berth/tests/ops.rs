@@ -314,3 +314,40 @@ fn root_healthchecks_turn_healthy_then_unhealthy() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("WHAT"), "{body}");
 }
+
+#[test]
+fn root_docker_cli_inside_a_container_drives_the_host_daemon() {
+    if !can_run() {
+        return;
+    }
+    let Some(docker) = common::docker_cli() else { return };
+    let Ok(cli) = which(docker) else { return };
+    let d = Daemon::start();
+    let sock = format!("{}:/var/run/docker.sock", d.socket().display());
+    let bin = format!("{}:/usr/local/bin/docker:ro", cli.display());
+    let run = |script: &str| {
+        d.berth(&["run", "--rm", "-v", &sock, "-v", &bin, "-e", "DOCKER_CONFIG=/tmp/dc", "busybox", "sh", "-c", script])
+    };
+    // List: the container sees itself among the host daemon's containers.
+    let o = run("docker ps --format '{{.Image}} {{.Status}}'");
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("busybox Up"), "{}", stdout(&o));
+    // Run: a sibling container on the host daemon.
+    let o = run("docker run --rm --name sibling busybox echo from a sibling");
+    assert_eq!(stdout(&o), "from a sibling\n", "{}", stderr(&o));
+    let o = run("docker version --format '{{.Server.Version}}'");
+    assert_eq!(stdout(&o).trim(), env!("CARGO_PKG_VERSION"), "{}", stderr(&o));
+}
+
+/// The path of a program on PATH.
+fn which(p: &str) -> Result<std::path::PathBuf, ()> {
+    if p.contains('/') {
+        return Ok(p.into());
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|v| std::env::split_paths(&v).collect::<Vec<_>>())
+        .map(|d| d.join(p))
+        .find(|c| c.is_file())
+        .ok_or(())
+}
