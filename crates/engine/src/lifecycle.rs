@@ -601,6 +601,7 @@ impl Engine {
             if let Err(e) = network::remove_netns(&netns) {
                 tracing::warn!("{e}");
             }
+            runtime::cgroups::remove_tree(&format!("/berth/{id}"));
             let _ = std::fs::remove_file(socket);
         })
         .await;

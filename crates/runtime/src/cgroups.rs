@@ -14,6 +14,36 @@ pub fn controller_dir(controller: &str, path: &str) -> PathBuf {
     if is_v2() { Path::new("/sys/fs/cgroup").join(rel) } else { Path::new("/sys/fs/cgroup").join(controller).join(rel) }
 }
 
+/// Removes what is left of a stopped container's cgroup `path` in every hierarchy, children
+/// first. The runtime removes the container's own directory, but not one that still holds
+/// cgroups made inside it — by a daemon running in a privileged container (DinD) — and an
+/// empty cgroup only goes with `rmdir`. Directories with processes in them are left alone.
+pub fn remove_tree(path: &str) {
+    fn rm(dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                rm(&e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    let rel = path.trim_start_matches('/');
+    if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+        return;
+    }
+    if is_v2() {
+        rm(&Path::new("/sys/fs/cgroup").join(rel));
+        return;
+    }
+    for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let dir = h.path().join(rel);
+        if dir.is_dir() {
+            rm(&dir);
+        }
+    }
+}
+
 /// Whether the kernel's OOM killer killed a process of the cgroup: `oom_kill` in
 /// `memory.oom_control` (v1) or `memory.events` (v2).
 pub fn oom_killed(path: &str) -> bool {

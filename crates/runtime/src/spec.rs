@@ -484,6 +484,11 @@ impl RunSpec {
             linux["sysctl"] = json!(self.sysctl);
         }
         if self.process.privileged {
+            // The container's own cgroups, writable, so that a daemon inside (DinD) makes its
+            // containers' cgroups under them. Not for unprivileged containers yet: libcontainer
+            // mounts cgroup v1 hierarchies writable whatever the options say, and Docker's are
+            // read-only.
+            mounts.push(json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "rw"]}));
             // --privileged: every device of the host, as Docker gives it.
             linux["devices"] = json!(host_devices());
         }
