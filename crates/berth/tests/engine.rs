@@ -715,6 +715,20 @@ fn root_confinement_and_limits_cgroup_v1() {
     ]);
     assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
     assert_eq!(d.inspect("hog")["State"]["OOMKilled"], true);
+    // … and an oom event before the die.
+    let o = d.berth(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &(chrono::Utc::now().timestamp() + 1).to_string(),
+        "--filter",
+        "container=hog",
+    ]);
+    let text = stdout(&o);
+    let actions: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().nth(2)).collect();
+    let oom = actions.iter().position(|a| *a == "oom");
+    assert!(oom.is_some() && oom < actions.iter().position(|a| *a == "die"), "{actions:?}");
     assert!(d.berth(&["rm", "-f", "limited", "hog"]).status.success());
     assert!(
         !std::path::Path::new(&format!("/sys/fs/cgroup/memory/berth/{id}")).exists(),
