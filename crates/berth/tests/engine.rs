@@ -641,6 +641,12 @@ fn root_confinement_and_limits_cgroup_v1() {
     let lines: Vec<String> = stdout(&o).lines().map(str::to_owned).collect();
     assert_eq!(lines.last().map(String::as_str), Some("ro"), "{}", stderr(&o));
     assert!(lines[..lines.len() - 1].iter().all(|l| l == "0"), "masked paths must read empty: {lines:?}");
+    // The container's own cgroups are visible (what a JVM reads its limits from), read-only.
+    let o = sh(
+        &["-m", "32m"],
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; mkdir /sys/fs/cgroup/memory/child 2>/dev/null || echo ro",
+    );
+    assert_eq!(stdout(&o), format!("{}\nro\n", 32 << 20), "{}", stderr(&o));
     // --read-only, with a writable --tmpfs.
     let o = sh(
         &["--read-only", "--tmpfs", "/scratch:size=1m"],
