@@ -1,15 +1,14 @@
-//! `berth build`, `commit`, `diff` and `builder prune`.
+//! `berth build`, `commit` and `diff` (`builder prune` is in `disk.rs`).
 
 use std::path::{Path, PathBuf};
 
 use api::client::{Client, ClientError, reader_body};
-use clap::{Args, Subcommand};
+use clap::Args;
 use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::Value;
 
 use crate::commands::enc;
-use crate::fmt::human_size;
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -69,19 +68,6 @@ pub struct CommitArgs {
     pub pause: bool,
     pub container: String,
     pub reference: Option<String>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BuilderCmd {
-    /// Remove build cache
-    Prune {
-        /// Do not prompt for confirmation
-        #[arg(short = 'f', long)]
-        force: bool,
-        /// Remove all unused build cache
-        #[arg(short = 'a', long)]
-        all: bool,
-    },
 }
 
 fn report(e: &ClientError) -> i32 {
@@ -311,32 +297,5 @@ pub async fn diff(c: &Client, container: &str) -> i32 {
             0
         }
         Err(e) => report(&e),
-    }
-}
-
-pub async fn builder(c: &Client, cmd: BuilderCmd) -> i32 {
-    match cmd {
-        BuilderCmd::Prune { .. } => match c.post::<Value, Value>("/build/prune", None).await {
-            Ok(v) => {
-                let ids: Vec<&str> = v
-                    .get("CachesDeleted")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
-                if !ids.is_empty() {
-                    println!("Deleted build cache objects:");
-                    for i in ids {
-                        println!("{i}");
-                    }
-                    println!();
-                }
-                let space = v.get("SpaceReclaimed").and_then(Value::as_u64).unwrap_or(0);
-                println!("Total reclaimed space: {}", human_size(space as i64));
-                0
-            }
-            Err(e) => report(&e),
-        },
     }
 }

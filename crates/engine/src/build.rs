@@ -80,12 +80,15 @@ impl EngineRunner {
             env.push(format!("HOME={}", user.home));
         }
         let cgroup = format!("/berth/{}", step.id);
+        // Docker's default seccomp profile, as for any container.
+        let seccomp = crate::lifecycle::seccomp_bpf(paths, &api::types::HostConfig::default()).map_err(runner_err)?;
         let spec = RunSpec {
             process: ProcessSpec {
                 args: step.argv.clone(),
                 env,
                 cwd: step.workdir.clone(),
                 user: user.user,
+                seccomp: seccomp.is_some(),
                 ..Default::default()
             },
             hostname,
@@ -95,6 +98,7 @@ impl EngineRunner {
             cgroups_path: cgroup.clone(),
             resources: Default::default(),
             mounts,
+            user_mounts: Vec::new(),
             shm_size: None,
             tmpfs: Vec::new(),
             rlimits: Vec::new(),
@@ -108,11 +112,13 @@ impl EngineRunner {
             socket: paths.shim_socket(&step.id),
             console_socket: paths.console_socket(&step.id),
             log: None,
+            log_rotate: None,
             exit_file: dir.join("exit.json"),
             tty: false,
             stdin: false,
             stdin_once: false,
             cgroup: Some(cgroup),
+            seccomp,
         };
         let exit_file = cfg.exit_file.clone();
         self.handle.block_on(async {

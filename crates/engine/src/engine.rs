@@ -53,12 +53,18 @@ impl Paths {
 pub struct Settings {
     /// The init run as PID 1 with `--init` (Docker's `init-path`); found on PATH when unset.
     pub init_path: Option<PathBuf>,
+    pub net: crate::network::NetSettings,
+    /// daemon.json `log-driver` and `log-opts`: the defaults of new containers.
+    pub log_driver: Option<String>,
+    pub log_opts: std::collections::BTreeMap<String, String>,
 }
 
 pub struct Engine {
     pub paths: Paths,
     pub settings: Settings,
     pub images: Arc<ImageStore>,
+    pub net: Arc<crate::network::Networks>,
+    pub volumes: Arc<crate::volumes::Volumes>,
     db: Mutex<Connection>,
     containers: RwLock<HashMap<String, Arc<Container>>>,
     pub(crate) execs: Mutex<HashMap<String, Arc<Exec>>>,
@@ -81,17 +87,24 @@ impl Engine {
         let root = paths.data_root.clone();
         let images =
             tokio::task::spawn_blocking(move || ImageStore::open(&root)).await.map_err(EngineError::internal)??;
+        let volumes = Arc::new(crate::volumes::Volumes::open(&paths.data_root)?);
         let db = image::store::open_db(&paths.data_root)?;
         db.execute_batch("CREATE TABLE IF NOT EXISTS containers (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL);")?;
         let records: Vec<(String, String)> = {
             let mut st = db.prepare("SELECT id, record FROM containers")?;
             st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
         };
+        let (root, ns, rt) = (paths.data_root.clone(), settings.net.clone(), tokio::runtime::Handle::current());
+        let net = tokio::task::spawn_blocking(move || crate::network::Networks::open(&root, ns, rt))
+            .await
+            .map_err(EngineError::internal)??;
         let events = crate::events::Events::open(&paths.data_root);
         let engine = Arc::new(Engine {
             paths,
             settings,
             images: Arc::new(images),
+            net,
+            volumes,
             db: Mutex::new(db),
             containers: RwLock::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
@@ -111,6 +124,11 @@ impl Engine {
         for c in all {
             engine.restore(c).await;
         }
+        engine.sweep_at_start().await;
+        let running: Vec<(String, Record)> =
+            engine.list().iter().filter(|c| c.status().is_live()).map(|c| (c.id.clone(), c.snapshot())).collect();
+        let (net, paths) = (engine.net.clone(), engine.paths.clone());
+        tokio::task::spawn_blocking(move || net.restore(&running, &paths)).await.map_err(EngineError::internal)?;
         engine.restart_on_boot().await;
         Ok(engine)
     }

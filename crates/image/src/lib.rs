@@ -9,14 +9,20 @@
 //!   overlayfs ones, refusing entries that would land outside the target.
 //! - [`diff`]: an overlay upper directory as `docker diff`'s change list and as a layer tar
 //!   (whiteouts as `.wh.` entries), for commit and build.
+//! - [`archive`]: tar of plain directories, unpacked safely (`cp`, the files of `load`);
+//!   [`transfer`]: `docker save`/`docker load` archives (docker-archive and OCI layout);
+//!   [`usage`]: disk usage as `du` counts it.
 //! - [`store::ImageStore`]: image records and tags in SQLite, import, lookup by id, prefix or
 //!   reference, tag/untag/delete, history.
 
+pub mod archive;
 pub mod content;
 pub mod diff;
 pub mod layer;
 pub mod snapshot;
 pub mod store;
+pub mod transfer;
+pub mod usage;
 
 use std::path::PathBuf;
 
