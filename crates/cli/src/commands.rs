@@ -166,6 +166,9 @@ pub async fn dispatch(c: &Client, cmd: Command) -> i32 {
             }
         }
         Command::History(a) => history(c, a).await,
+        Command::Build(a) => crate::build::build(c, a).await,
+        Command::Commit(a) => crate::build::commit(c, a).await,
+        Command::Diff { container } => crate::build::diff(c, &container).await,
         Command::Network(n) => crate::network::network(c, n).await,
         Command::Port(a) => crate::network::port(c, a).await,
         Command::Volume(v) => crate::volume::run(c, v).await,
@@ -920,7 +923,10 @@ async fn images(c: &Client, a: ImagesArgs) -> i32 {
     if let Some(r) = &a.reference {
         filters.push(format!("reference={r}"));
     }
-    let q = if filters.is_empty() { String::new() } else { format!("?filters={}", enc(&filters_json(&filters))) };
+    let mut q = if filters.is_empty() { String::new() } else { format!("?filters={}", enc(&filters_json(&filters))) };
+    if a.all {
+        q.push_str(if q.is_empty() { "?all=1" } else { "&all=1" });
+    }
     let list: Vec<ImageSummary> = match c.get(&format!("/images/json{q}")).await {
         Ok(l) => l,
         Err(e) => {

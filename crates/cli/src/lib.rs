@@ -5,6 +5,7 @@
 //! [`stream`] holds the interactive parts (attach, TTY, exec) and [`fmt`] docker's output
 //! formats.
 
+pub mod build;
 pub mod commands;
 pub mod disk;
 pub mod events;
@@ -78,6 +79,12 @@ pub enum Command {
     Tag { source: String, target: String },
     /// Show the history of an image
     History(HistoryArgs),
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
+    /// Create a new image from a container's changes
+    Commit(build::CommitArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff { container: String },
     /// Manage networks
     #[command(subcommand)]
     Network(network::NetworkCmd),

@@ -83,6 +83,7 @@ impl Engine {
         ] {
             std::fs::create_dir_all(&d).map_err(|e| EngineError::Internal(format!("create `{}`: {e}", d.display())))?;
         }
+        crate::build::clean_leftovers(&paths.data_root);
         let root = paths.data_root.clone();
         let images =
             tokio::task::spawn_blocking(move || ImageStore::open(&root)).await.map_err(EngineError::internal)??;

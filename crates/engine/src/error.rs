@@ -38,6 +38,8 @@ pub enum EngineError {
     Network(#[from] network::NetworkError),
     #[error("metadata database: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Build(#[from] build::BuildError),
     #[error("{0}")]
     Internal(String),
 }
@@ -57,6 +59,7 @@ impl EngineError {
             EngineError::Image(e) => e.kind(),
             EngineError::Runtime(e) => e.kind(),
             EngineError::Network(e) => e.kind(),
+            EngineError::Build(e) => e.kind(),
             EngineError::NotModified | EngineError::Db(_) | EngineError::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -5,6 +5,7 @@
 //!   one place that knows them all.
 //! - [`container`] holds a container's record and lifecycle enum; [`lifecycle`] the verbs
 //!   (create, start, stop, kill, pause, remove, wait) and what happens on exit.
+//! - [`build`]: builds (RUN steps as containers through the shim), commit, diff.
 //! - [`events`] records every action (Docker's event JSON) and streams it to `GET /events`.
 //! - [`shim`] spawns and talks to the per-container shims (see `runtime::shim`).
 //! - [`network`] keeps networks and container endpoints (bridge, IPAM, ports, DNS).
@@ -16,6 +17,7 @@
 //! - [`daemon`] is the process: options, the data-root lock, the socket, signals.
 
 pub mod archive;
+pub mod build;
 pub mod container;
 pub mod daemon;
 pub mod disk;

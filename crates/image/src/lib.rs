@@ -7,6 +7,8 @@
 //!   under a container's writable upper directory.
 //! - [`layer`]: applying a layer tar (plain, gzip or zstd) with Docker's whiteouts turned into
 //!   overlayfs ones, refusing entries that would land outside the target.
+//! - [`diff`]: an overlay upper directory as `docker diff`'s change list and as a layer tar
+//!   (whiteouts as `.wh.` entries), for commit and build.
 //! - [`archive`]: tar of plain directories, unpacked safely (`cp`, the files of `load`);
 //!   [`transfer`]: `docker save`/`docker load` archives (docker-archive and OCI layout);
 //!   [`usage`]: disk usage as `du` counts it.
@@ -15,6 +17,7 @@
 
 pub mod archive;
 pub mod content;
+pub mod diff;
 pub mod layer;
 pub mod snapshot;
 pub mod store;

@@ -79,6 +79,29 @@ impl Snapshots {
         Ok((chain, applied))
     }
 
+    /// Moves an unpacked directory (an overlay upper holding the layer `diff_id`, already in
+    /// overlayfs whiteout form) into place as the snapshot on top of `parent`. `dir` must be
+    /// on the same filesystem. When the snapshot exists already, `dir` is removed instead.
+    pub fn insert_dir(&self, parent: Option<&Digest>, diff_id: &Digest, dir: &Path) -> Result<Digest, ImageError> {
+        let chain = chain_id(parent, diff_id);
+        let dst = self.root.join(chain.hex());
+        if dst.exists() {
+            let _ = std::fs::remove_dir_all(dir);
+            return Ok(chain);
+        }
+        let tmp = self.root.join(format!("tmp-{}", random_hex(8)));
+        std::fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
+        std::fs::rename(dir, tmp.join("fs")).map_err(io_err("rename", dir))?;
+        if let Err(e) = std::fs::rename(&tmp, &dst) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            if dst.exists() {
+                return Ok(chain);
+            }
+            return Err(ImageError::Io { op: "rename", path: dst, source: e });
+        }
+        Ok(chain)
+    }
+
     pub fn remove(&self, chain: &Digest) -> Result<(), ImageError> {
         let p = self.root.join(chain.hex());
         // Rename first so that a crash halfway does not leave a partial snapshot in place.

@@ -101,8 +101,15 @@ pub async fn list(State(e): State<AppState>, q: Query) -> Result<axum::Json<Vec<
     let e2 = e.clone();
     let recs = blocking(move || e2.images.all().map_err(EngineError::from)).await?;
     let mut out = Vec::new();
-    for rec in recs {
+    let all = qbool(&q, "all");
+    let parents: std::collections::HashSet<String> =
+        recs.iter().filter_map(|r| r.parent.as_ref().map(ToString::to_string)).collect();
+    for rec in recs.iter().cloned() {
         let tags = familiar_tags(&e, &rec);
+        // A build's intermediate images (untagged parents of others) show with --all only.
+        if !all && tags.is_empty() && parents.contains(&rec.id.to_string()) {
+            continue;
+        }
         if let Some(d) = filters.get("dangling")
             && d.iter().any(|v| v == "true" || v == "1") != tags.is_empty()
         {
@@ -193,13 +200,29 @@ async fn inspect(e: AppState, name: String) -> Result<axum::Json<ImageInspect>> 
 async fn history(e: AppState, name: String) -> Result<axum::Json<Vec<HistoryItem>>> {
     let rec = resolve(&e, name).await?;
     let tags = familiar_tags(&e, &rec);
+    // Entries made by a local build or commit show the image of that step, as Docker's do.
+    let mut ids: std::collections::HashMap<usize, String> = std::collections::HashMap::new();
+    let total = rec.config.get("history").and_then(Value::as_array).map_or(0, Vec::len);
+    let mut cur = Some(rec.clone());
+    while let Some(r) = cur {
+        let n = r.config.get("history").and_then(Value::as_array).map_or(0, Vec::len);
+        if n == 0 || n > total {
+            break;
+        }
+        ids.entry(total - n).or_insert_with(|| r.id.to_string());
+        let e2 = e.clone();
+        cur = match r.parent.clone() {
+            Some(p) => blocking(move || e2.images.get(&p).map_err(EngineError::from)).await.ok().flatten(),
+            None => None,
+        };
+    }
     let items = e
         .images
         .history(&rec)
         .into_iter()
         .enumerate()
         .map(|(i, h)| HistoryItem {
-            id: h.id.map(|d| d.to_string()).unwrap_or_else(|| "<missing>".into()),
+            id: h.id.map(|d| d.to_string()).or_else(|| ids.get(&i).cloned()).unwrap_or_else(|| "<missing>".into()),
             created: ts(&h.created),
             created_by: h.created_by,
             tags: if i == 0 { tags.clone() } else { Vec::new() },

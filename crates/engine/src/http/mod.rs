@@ -1,5 +1,6 @@
 //! The Engine API routes. One file per resource; the table fits on a screen.
 
+mod build;
 mod containers;
 mod events;
 mod exec;
@@ -49,6 +50,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/unpause", post(containers::unpause))
         .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/stats", get(stats::stats))
+        .route("/containers/{id}/changes", get(build::changes))
+        .route("/build", post(build::build))
+        .route("/build/prune", post(build::prune))
+        .route("/commit", post(build::commit))
         .route("/containers/{id}/update", post(stats::update))
         .route("/containers/{id}", axum::routing::delete(containers::remove))
         .route("/containers/{id}/exec", post(exec::create))

@@ -1,0 +1,410 @@
+//! The engine's side of the builder: RUN steps in real containers (a [`build::StepRunner`]
+//! through the shim and the runtime, as `start` does), builds, `commit`, `diff` and the build
+//! cache's prune.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use build::{BuildError, RunStep, StepRunner};
+use image::store::ImageRecord;
+use oci::{Digest, Reference};
+use runtime::shim::proto::{Request, ShimConfig, ShimKind};
+use runtime::spec::{BindMount, ProcessSpec, RunSpec};
+use serde_json::{Value, json};
+
+use crate::container::{Container, Status};
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+
+/// Runs RUN steps as containers: bundle → shim → attach → start → wait; nothing remains after.
+pub struct EngineRunner {
+    engine: Arc<Engine>,
+    handle: tokio::runtime::Handle,
+}
+
+fn runner_err(e: impl std::fmt::Display) -> BuildError {
+    BuildError::Runner(e.to_string())
+}
+
+impl StepRunner for EngineRunner {
+    fn run(&self, step: &RunStep, output: &mut dyn FnMut(&[u8])) -> std::result::Result<i64, BuildError> {
+        let paths = &self.engine.paths;
+        let dir = paths.data_root.join("builds").join(format!("run-{}", &step.id[..16]));
+        std::fs::create_dir_all(&dir).map_err(runner_err)?;
+        let netns = (step.network == "none").then(|| paths.netns(&step.id));
+        let result = self.run_in(step, &dir, netns.as_deref(), output);
+        if let Some(ns) = &netns {
+            let _ = network::remove_netns(ns);
+        }
+        let _ = std::fs::remove_file(paths.shim_socket(&step.id));
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+}
+
+impl EngineRunner {
+    fn run_in(
+        &self,
+        step: &RunStep,
+        dir: &Path,
+        netns: Option<&Path>,
+        output: &mut dyn FnMut(&[u8]),
+    ) -> std::result::Result<i64, BuildError> {
+        let paths = &self.engine.paths;
+        let user = runtime::user::resolve(&step.rootfs, &step.user, &[])
+            .map_err(|e| BuildError::Invalid(format!("USER {}: {e}", step.user)))?;
+        let hostname = step.id[..12].to_owned();
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let files = [
+            (
+                "hosts",
+                format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"),
+            ),
+            ("hostname", format!("{hostname}\n")),
+            ("resolv.conf", host_resolv),
+        ];
+        let mut mounts = Vec::new();
+        for (name, data) in files {
+            let p = dir.join(name);
+            std::fs::write(&p, data).map_err(runner_err)?;
+            mounts.push(BindMount { source: p, destination: format!("/etc/{name}"), readonly: false });
+        }
+        if let Some(ns) = netns {
+            network::create_netns(ns).map_err(runner_err)?;
+        }
+        let mut env = step.env.clone();
+        if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+            env.push(format!("HOSTNAME={hostname}"));
+        }
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={}", user.home));
+        }
+        let cgroup = format!("/berth/{}", step.id);
+        // Docker's default seccomp profile, as for any container.
+        let seccomp = crate::lifecycle::seccomp_bpf(paths, &api::types::HostConfig::default()).map_err(runner_err)?;
+        let spec = RunSpec {
+            process: ProcessSpec {
+                args: step.argv.clone(),
+                env,
+                cwd: step.workdir.clone(),
+                user: user.user,
+                seccomp: seccomp.is_some(),
+                ..Default::default()
+            },
+            hostname,
+            rootfs: step.rootfs.clone(),
+            readonly_rootfs: false,
+            netns: netns.map(Path::to_path_buf),
+            cgroups_path: cgroup.clone(),
+            resources: Default::default(),
+            mounts,
+            user_mounts: Vec::new(),
+            shm_size: None,
+            tmpfs: Vec::new(),
+            rlimits: Vec::new(),
+            sysctl: Default::default(),
+        };
+        spec.write_bundle(dir).map_err(runner_err)?;
+        let cfg = ShimConfig {
+            container_id: step.id.clone(),
+            kind: ShimKind::Init { bundle: dir.to_path_buf() },
+            runtime_root: paths.runtime_root(),
+            socket: paths.shim_socket(&step.id),
+            console_socket: paths.console_socket(&step.id),
+            log: None,
+            log_rotate: None,
+            exit_file: dir.join("exit.json"),
+            tty: false,
+            stdin: false,
+            stdin_once: false,
+            cgroup: Some(cgroup),
+            seccomp,
+        };
+        let exit_file = cfg.exit_file.clone();
+        self.handle.block_on(async {
+            use tokio::io::AsyncReadExt;
+            crate::shim::spawn(&cfg, &dir.join("shim.json"), &dir.join("shim.log")).await.map_err(runner_err)?;
+            let attach = Request::Attach { stdin: false, stdout: true, stderr: true };
+            let (mut stream, resp) = crate::shim::open(&cfg.socket, &attach).await.map_err(runner_err)?;
+            if let Some(e) = resp.error {
+                return Err(runner_err(e));
+            }
+            crate::shim::call(&cfg.socket, &Request::Start).await.map_err(runner_err)?;
+            // Frames: 8-byte header (stream, 0, 0, 0, big-endian length), then the payload.
+            let mut header = [0u8; 8];
+            let mut buf = Vec::new();
+            while stream.read_exact(&mut header).await.is_ok() {
+                let n = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+                buf.resize(n, 0);
+                if stream.read_exact(&mut buf).await.is_err() {
+                    break;
+                }
+                output(&buf);
+            }
+            let exit = match crate::shim::open(&cfg.socket, &Request::Wait).await {
+                Ok((_, resp)) => resp.exit,
+                Err(_) => None,
+            };
+            let exit = exit
+                .or_else(|| runtime::shim::proto::read_exit_file(&exit_file))
+                .ok_or_else(|| runner_err("the step's container ended without an exit status"))?;
+            Ok(exit.exit_code as i64)
+        })
+    }
+}
+
+/// A build's messages sent to a channel as the legacy builder's JSON lines.
+pub struct ChannelProgress {
+    pub tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    pub quiet: bool,
+}
+
+impl ChannelProgress {
+    pub fn send(&self, v: Value) {
+        let mut line = serde_json::to_vec(&v).unwrap_or_default();
+        line.extend_from_slice(b"\r\n");
+        let _ = self.tx.blocking_send(bytes::Bytes::from(line));
+    }
+}
+
+impl build::Progress for ChannelProgress {
+    fn stream(&self, text: &str) {
+        if !self.quiet {
+            self.send(json!({"stream": text}));
+        }
+    }
+
+    fn aux_id(&self, id: &Digest) {
+        self.send(json!({"aux": {"ID": id.to_string()}}));
+    }
+}
+
+/// `POST /commit` options.
+#[derive(Debug, Default, Clone)]
+pub struct CommitOptions {
+    pub tag: Option<Reference>,
+    pub comment: String,
+    pub author: String,
+    pub changes: Vec<String>,
+    pub pause: bool,
+}
+
+/// The container's config fields an image keeps.
+const IMAGE_KEYS: &[&str] = &[
+    "Env",
+    "Cmd",
+    "Entrypoint",
+    "WorkingDir",
+    "User",
+    "Labels",
+    "ExposedPorts",
+    "Volumes",
+    "StopSignal",
+    "Healthcheck",
+    "OnBuild",
+    "Shell",
+];
+
+/// Removes what a crashed build left under `<data-root>/builds` (contexts, step mounts and
+/// upper directories, RUN bundles): unmounts first, then deletes. Called at daemon start.
+pub fn clean_leftovers(data_root: &Path) {
+    let dir = data_root.join("builds");
+    let prefix = format!("{}/", dir.display());
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_owned))
+        .filter(|m| m.starts_with(&prefix))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        let _ = image::snapshot::unmount(Path::new(&m));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+impl Engine {
+    fn builds_dir(&self) -> PathBuf {
+        self.paths.data_root.join("builds")
+    }
+
+    /// Runs a build in a context directory (which it consumes).
+    pub async fn build(
+        self: &Arc<Self>,
+        context: PathBuf,
+        opts: build::BuildOptions,
+        progress: ChannelProgress,
+    ) -> std::result::Result<ImageRecord, BuildError> {
+        let engine = self.clone();
+        let handle = tokio::runtime::Handle::current();
+        let scratch = self.builds_dir().join(format!("scratch-{}", &crate::container::new_id()[..16]));
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&scratch).map_err(runner_err)?;
+            let cache = build::cache::Cache::open(&engine.paths.data_root)?;
+            let runner = EngineRunner { engine: engine.clone(), handle };
+            let b = build::Builder {
+                store: &engine.images,
+                cache: &cache,
+                runner: &runner,
+                scratch: scratch.clone(),
+                progress: &progress,
+            };
+            let out = b.build(&context, &opts);
+            let _ = std::fs::remove_dir_all(&scratch);
+            let _ = std::fs::remove_dir_all(&context);
+            if let Ok(rec) = &out {
+                for t in &opts.tags {
+                    engine.image_event("tag", &rec.id.to_string(), &t.familiar());
+                }
+                if progress.quiet {
+                    progress.send(json!({"stream": format!("{}\n", rec.id)}));
+                }
+            }
+            out
+        })
+        .await
+        .map_err(runner_err)?
+    }
+
+    /// A new private directory for a build context.
+    pub fn new_context_dir(&self) -> Result<PathBuf> {
+        let d = self.builds_dir().join(format!("ctx-{}", &crate::container::new_id()[..16]));
+        std::fs::create_dir_all(&d).map_err(|e| EngineError::Internal(format!("create `{}`: {e}", d.display())))?;
+        Ok(d)
+    }
+
+    /// `GET /containers/{id}/changes`.
+    pub async fn changes(&self, c: &Container) -> Result<Vec<image::diff::Change>> {
+        let rec = c.snapshot();
+        let images = self.images.clone();
+        let upper = self.paths.container_dir(&c.id).join("upper");
+        tokio::task::spawn_blocking(move || {
+            if !upper.exists() {
+                return Ok(Vec::new());
+            }
+            let img = images.resolve(&rec.image)?;
+            let lowers = images.layer_dirs(&img)?;
+            Ok(image::diff::changes(&upper, &lowers)?)
+        })
+        .await
+        .map_err(EngineError::internal)?
+    }
+
+    /// `POST /commit`: the container's changes as a new layer on its image, its config as
+    /// the image's.
+    pub async fn commit(self: &Arc<Self>, c: &Arc<Container>, o: CommitOptions) -> Result<Digest> {
+        let paused = o.pause && c.status() == Status::Running;
+        if paused {
+            self.pause(c, true).await?;
+        }
+        let rec = c.snapshot();
+        let images = self.images.clone();
+        let upper = self.paths.container_dir(&c.id).join("upper");
+        let id = c.id.clone();
+        let out = tokio::task::spawn_blocking(move || -> Result<Digest> {
+            let img = images.resolve(&rec.image)?;
+            let lowers = images.layer_dirs(&img)?;
+            let changed: Vec<String> = if upper.exists() {
+                image::diff::changes(&upper, &lowers)?.into_iter().map(|ch| ch.path).collect()
+            } else {
+                Vec::new()
+            };
+            let keep = |rel: &Path| {
+                let abs = format!("/{}", rel.display());
+                changed.iter().any(|p| *p == abs || p.starts_with(&format!("{abs}/")))
+            };
+            let parent_chain = img.layers.last().map(|l| l.chain_id.clone());
+            let layer = if changed.is_empty() {
+                None
+            } else {
+                images.layer_from_upper_filtered(parent_chain.as_ref(), &upper, &keep)?
+            };
+            let mut config = img.config.clone();
+            let cfg = serde_json::to_value(&rec.config).map_err(EngineError::internal)?;
+            let mut run = json!({});
+            for k in IMAGE_KEYS {
+                if let Some(v) = cfg.get(*k).filter(|v| !v.is_null()) {
+                    run[*k] = v.clone();
+                }
+            }
+            for ch in &o.changes {
+                for line in ch.lines().filter(|l| !l.trim().is_empty()) {
+                    image::store::apply_change(&mut run, line)?;
+                }
+            }
+            let now = crate::lifecycle::now();
+            let created_by: Vec<String> = std::iter::once(rec.path.clone()).chain(rec.args.iter().cloned()).collect();
+            let mut hist = json!({"created": now, "created_by": created_by.join(" ")});
+            if !o.comment.is_empty() {
+                hist["comment"] = json!(o.comment);
+            }
+            if !o.author.is_empty() {
+                hist["author"] = json!(o.author);
+                config["author"] = json!(o.author);
+            }
+            let mut layers = img.layers.clone();
+            match layer {
+                Some(l) => layers.push(l),
+                None => hist["empty_layer"] = json!(true),
+            }
+            let mut history = config.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
+            history.push(hist);
+            config["created"] = json!(now);
+            config["config"] = run;
+            config["container"] = json!(id);
+            config["history"] = Value::Array(history);
+            config["rootfs"] =
+                json!({"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>()});
+            let new = images.create(config, layers, Some(img.id.clone()))?;
+            if let Some(t) = &o.tag {
+                images.tag(&new.id, t)?;
+            }
+            Ok(new.id)
+        })
+        .await
+        .map_err(EngineError::internal);
+        if paused {
+            let _ = self.pause(c, false).await;
+        }
+        out?
+    }
+
+    /// `POST /build/prune`: removes the images only the build cache holds (untagged, unused
+    /// by containers) and forgets every cache entry; returns the ids and bytes reclaimed.
+    pub async fn prune_build_cache(self: &Arc<Self>) -> Result<(Vec<String>, u64)> {
+        let e = self.clone();
+        tokio::task::spawn_blocking(move || -> Result<(Vec<String>, u64)> {
+            let cache =
+                build::cache::Cache::open(&e.paths.data_root).map_err(|err| EngineError::Internal(err.to_string()))?;
+            let ids = cache.images().map_err(|err| EngineError::Internal(err.to_string()))?;
+            let all = e.images.all()?;
+            let mut deleted = Vec::new();
+            let mut reclaimed = 0u64;
+            // Children first, so parents become removable.
+            let mut order: Vec<&ImageRecord> = all.iter().filter(|r| ids.contains(&r.id)).collect();
+            order.sort_by_key(|r| {
+                std::cmp::Reverse(r.config.get("history").and_then(Value::as_array).map_or(0, Vec::len))
+            });
+            for rec in order {
+                let _ = cache.forget(&rec.id);
+                if !e.images.tags_of(&rec.id)?.is_empty() || e.image_user(&rec.id.to_string()).is_some() {
+                    continue;
+                }
+                let before: Vec<(Digest, u64)> =
+                    rec.layers.iter().map(|l| (l.chain_id.clone(), e.images.snapshots().size(&l.chain_id))).collect();
+                let none = |_: &Digest| None;
+                if e.images.remove(&rec.id.to_string(), false, &none).is_ok() {
+                    deleted.push(rec.id.to_string());
+                    for (chain, size) in before {
+                        if !e.images.snapshots().exists(&chain) {
+                            reclaimed += size;
+                        }
+                    }
+                }
+            }
+            Ok((deleted, reclaimed))
+        })
+        .await
+        .map_err(EngineError::internal)?
+    }
+}

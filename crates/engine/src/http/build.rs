@@ -1,0 +1,173 @@
+//! `/build` (the legacy builder protocol: a tar context in, JSON lines out), `/build/prune`,
+//! `/commit` and `/containers/{id}/changes`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+use oci::Reference;
+use serde_json::{Value, json};
+
+use super::{AppState, channel_body};
+use crate::build::{ChannelProgress, CommitOptions};
+use crate::error::{EngineError, Result};
+
+/// The query as (key, value) pairs: `t` and `changes` may repeat.
+fn pairs(q: &Option<String>) -> Vec<(String, String)> {
+    q.as_deref().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+}
+
+fn get<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    p.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+}
+
+fn truthy(p: &[(String, String)], k: &str) -> bool {
+    get(p, k).is_some_and(|v| matches!(v, "1" | "true" | "True" | "TRUE"))
+}
+
+fn reference(s: &str) -> Result<Reference> {
+    Reference::parse_with_default_tag(s).map_err(|e| EngineError::BadRequest(format!("invalid tag `{s}`: {e}")))
+}
+
+/// Unpacks the request's tar (plain or gzip) into `dir`.
+fn unpack_context(src: impl Read, dir: &std::path::Path) -> Result<()> {
+    let mut br = std::io::BufReader::new(src);
+    let head =
+        std::io::BufRead::fill_buf(&mut br).map_err(|e| EngineError::BadRequest(format!("read build context: {e}")))?;
+    let r: Box<dyn Read> =
+        if head.starts_with(&[0x1f, 0x8b]) { Box::new(flate2::read::GzDecoder::new(br)) } else { Box::new(br) };
+    let mut ar = tar::Archive::new(r);
+    ar.set_preserve_permissions(true);
+    ar.set_preserve_mtime(true);
+    ar.set_overwrite(true);
+    let bad = |e: std::io::Error| EngineError::BadRequest(format!("build context is not a valid tar archive: {e}"));
+    for entry in ar.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let t = entry.header().entry_type();
+        if t.is_character_special() || t.is_block_special() {
+            continue;
+        }
+        let path = entry.path().map_err(bad)?.into_owned();
+        if !entry.unpack_in(dir).map_err(bad)? {
+            return Err(EngineError::BadRequest(format!(
+                "build context entry `{}` would be written outside the context",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /build`.
+pub async fn build(State(e): State<AppState>, RawQuery(q): RawQuery, req: Request) -> Result<Response> {
+    let p = pairs(&q);
+    if get(&p, "remote").is_some() {
+        return Err(EngineError::Unsupported("builds from a remote context are not supported yet".into()));
+    }
+    let mut opts = build::BuildOptions {
+        dockerfile: get(&p, "dockerfile").unwrap_or("Dockerfile").to_owned(),
+        target: get(&p, "target").map(str::to_owned),
+        no_cache: truthy(&p, "nocache"),
+        network: match get(&p, "networkmode") {
+            Some("none") => "none".into(),
+            Some("host") => "host".into(),
+            _ => "default".into(),
+        },
+        ..Default::default()
+    };
+    for (k, v) in &p {
+        if k == "t" && !v.is_empty() {
+            opts.tags.push(reference(v)?);
+        }
+    }
+    if let Some(a) = get(&p, "buildargs") {
+        let m: BTreeMap<String, Option<String>> =
+            serde_json::from_str(a).map_err(|err| EngineError::BadRequest(format!("invalid buildargs: {err}")))?;
+        opts.build_args = m;
+    }
+    if let Some(l) = get(&p, "labels") {
+        opts.labels =
+            serde_json::from_str(l).map_err(|err| EngineError::BadRequest(format!("invalid labels: {err}")))?;
+    }
+    if let Some(c) = get(&p, "cachefrom") {
+        opts.cache_from =
+            serde_json::from_str(c).map_err(|err| EngineError::BadRequest(format!("invalid cachefrom: {err}")))?;
+    }
+    let quiet = truthy(&p, "q");
+    let ctx = e.new_context_dir()?;
+    let body = req.into_body().into_data_stream().map_err(std::io::Error::other);
+    let reader = tokio_util::io::StreamReader::new(body);
+    let (ctx2, dockerfile) = (ctx.clone(), opts.dockerfile.clone());
+    let prepared = tokio::task::spawn_blocking(move || -> Result<()> {
+        unpack_context(tokio_util::io::SyncIoBridge::new(reader), &ctx2)?;
+        // Syntax errors answer the request itself, before anything runs.
+        build::builder::load_dockerfile(&ctx2, &dockerfile)?;
+        Ok(())
+    })
+    .await
+    .map_err(EngineError::internal)?;
+    if let Err(err) = prepared {
+        let _ = tokio::fs::remove_dir_all(&ctx).await;
+        return Err(err);
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let progress = ChannelProgress { tx: tx.clone(), quiet };
+    tokio::spawn(async move {
+        if let Err(err) = e.build(ctx, opts, progress).await {
+            let msg = err.to_string();
+            let mut detail = json!({"message": msg});
+            if let build::BuildError::RunFailed { code, .. } = &err {
+                detail["code"] = json!(code);
+            }
+            let mut line = serde_json::to_vec(&json!({"errorDetail": detail, "error": msg})).unwrap_or_default();
+            line.extend_from_slice(b"\r\n");
+            let _ = tx.send(bytes::Bytes::from(line)).await;
+        }
+    });
+    Ok(([(header::CONTENT_TYPE, "application/json")], channel_body(rx)).into_response())
+}
+
+/// `POST /build/prune`.
+pub async fn prune(State(e): State<AppState>) -> Result<axum::Json<Value>> {
+    let (ids, space) = e.prune_build_cache().await?;
+    Ok(axum::Json(json!({"CachesDeleted": ids, "SpaceReclaimed": space})))
+}
+
+/// `POST /commit`.
+pub async fn commit(State(e): State<AppState>, RawQuery(q): RawQuery) -> Result<Response> {
+    let p = pairs(&q);
+    let name = get(&p, "container").ok_or_else(|| EngineError::BadRequest("container is required".into()))?;
+    let c = e.lookup(name)?;
+    let tag = match get(&p, "repo") {
+        Some(repo) => Some(reference(&match get(&p, "tag") {
+            Some(t) => format!("{repo}:{t}"),
+            None => repo.to_owned(),
+        })?),
+        None => None,
+    };
+    let tag_name = tag.as_ref().map(Reference::familiar);
+    let o = CommitOptions {
+        tag,
+        comment: get(&p, "comment").unwrap_or_default().to_owned(),
+        author: get(&p, "author").unwrap_or_default().to_owned(),
+        changes: p.iter().filter(|(k, v)| k == "changes" && !v.is_empty()).map(|(_, v)| v.clone()).collect(),
+        pause: get(&p, "pause").is_none_or(|v| matches!(v, "1" | "true" | "True" | "TRUE")),
+    };
+    let comment = o.comment.clone();
+    let id = e.commit(&c, o).await?;
+    e.container_event(&c, "commit", vec![("comment".into(), comment), ("imageID".into(), id.to_string())]);
+    if let Some(t) = tag_name {
+        e.image_event("tag", &id.to_string(), &t);
+    }
+    Ok((StatusCode::CREATED, axum::Json(json!({"Id": id.to_string()}))).into_response())
+}
+
+/// `GET /containers/{id}/changes`.
+pub async fn changes(State(e): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<Value>> {
+    let c = e.lookup(&id)?;
+    let ch = e.changes(&c).await?;
+    Ok(axum::Json(json!(ch.iter().map(|c| json!({"Path": c.path, "Kind": c.kind})).collect::<Vec<_>>())))
+}
