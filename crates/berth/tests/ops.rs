@@ -289,6 +289,17 @@ fn root_healthchecks_turn_healthy_then_unhealthy() {
         v["State"]["Health"]
     );
 
+    // HEALTHCHECK from the image (built here), with --health-interval overriding only its interval.
+    let ctx = d.dir.path().join("hc-ctx");
+    std::fs::create_dir_all(&ctx).expect("ctx");
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nHEALTHCHECK --interval=1h --retries=1 CMD test -e /ok\n")
+        .expect("Dockerfile");
+    let o = d.berth(&["build", "-q", "-t", "hc:img", ctx.to_str().expect("path")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = d.berth(&["run", "-d", "--name", "imghc", "--health-interval", "100ms", "hc:img", "sleep", "300"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = wait_state(&d, "imghc", "unhealthy", |v| v["State"]["Health"]["Status"] == "unhealthy");
+    assert_eq!(v["Config"]["Healthcheck"]["Test"][1], "test -e /ok", "{:#}", v["Config"]["Healthcheck"]);
     // A healthcheck given through the API, and --no-healthcheck.
     let (status, body) = d
         .http(
@@ -335,6 +346,15 @@ fn root_docker_cli_inside_a_container_drives_the_host_daemon() {
     // Run: a sibling container on the host daemon.
     let o = run("docker run --rm --name sibling busybox echo from a sibling");
     assert_eq!(stdout(&o), "from a sibling\n", "{}", stderr(&o));
+    // Build: the legacy builder on the host daemon, then the image runs there.
+    let o = run(
+        "printf 'FROM busybox\\nRUN echo built inside > /b\\n' | DOCKER_BUILDKIT=0 docker build -q -t dood-built - >/dev/null && docker run --rm dood-built cat /b",
+    );
+    assert_eq!(stdout(&o), "built inside\n", "{}", stderr(&o));
+    assert!(
+        d.berth(&["image", "inspect", "dood-built"]).status.success()
+            || d.berth(&["inspect", "dood-built"]).status.success()
+    );
     let o = run("docker version --format '{{.Server.Version}}'");
     assert_eq!(stdout(&o).trim(), env!("CARGO_PKG_VERSION"), "{}", stderr(&o));
 }
