@@ -6,6 +6,8 @@
 //! formats.
 
 pub mod commands;
+pub mod credentials;
+pub mod distribution;
 pub mod fmt;
 pub mod stream;
 
@@ -73,6 +75,14 @@ pub enum Command {
     Tag { source: String, target: String },
     /// Show the history of an image
     History(HistoryArgs),
+    /// Download an image from a registry
+    Pull(distribution::PullArgs),
+    /// Upload an image to a registry
+    Push(distribution::PushArgs),
+    /// Authenticate to a registry
+    Login(distribution::LoginArgs),
+    /// Log out from a registry
+    Logout { server: Option<String> },
     /// Show the berth version information
     Version,
     /// Display system-wide information

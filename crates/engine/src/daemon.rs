@@ -26,6 +26,29 @@ pub struct DaemonJson {
     pub hosts: Vec<String>,
     pub debug: bool,
     pub init_path: Option<PathBuf>,
+    pub insecure_registries: Vec<String>,
+    pub registry_mirrors: Vec<String>,
+    /// berth: mirrors for any registry, `{"host:port": ["https://mirror"]}`.
+    pub berth_registry_mirrors: std::collections::HashMap<String, Vec<String>>,
+    /// berth: where `<host:port>/ca.crt` files are (default: `certs.d` next to daemon.json).
+    pub certs_dir: Option<PathBuf>,
+    pub max_concurrent_downloads: Option<usize>,
+    pub max_concurrent_uploads: Option<usize>,
+}
+
+impl DaemonJson {
+    /// The registry settings, with `certs.d` next to the configuration file by default.
+    pub fn registry_config(&self, config_file: &Path) -> image::remote::RegistryConfig {
+        let d = image::remote::RegistryConfig::default();
+        image::remote::RegistryConfig {
+            insecure: self.insecure_registries.clone(),
+            docker_hub_mirrors: self.registry_mirrors.clone(),
+            mirrors: self.berth_registry_mirrors.clone(),
+            certs_dir: self.certs_dir.clone().or_else(|| config_file.parent().map(|p| p.join("certs.d"))),
+            max_downloads: self.max_concurrent_downloads.filter(|n| *n > 0).unwrap_or(d.max_downloads),
+            max_uploads: self.max_concurrent_uploads.filter(|n| *n > 0).unwrap_or(d.max_uploads),
+        }
+    }
 }
 
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/berth";
@@ -85,7 +108,10 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
         hosts.push(DEFAULT_HOST.into());
     }
     let _lock = lock_data_root(&data_root)?;
-    let settings = crate::engine::Settings { init_path: json.init_path.clone() };
+    let settings = crate::engine::Settings {
+        init_path: json.init_path.clone(),
+        registry: json.registry_config(&opts.config_file),
+    };
     let engine = Engine::open(Paths { data_root: data_root.clone(), exec_root }, settings).await?;
     let app = crate::http::router(engine);
     // The version prefix is stripped before routing, so one route table serves `/v1.45/…` and `/…`.

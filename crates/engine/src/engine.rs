@@ -53,12 +53,16 @@ impl Paths {
 pub struct Settings {
     /// The init run as PID 1 with `--init` (Docker's `init-path`); found on PATH when unset.
     pub init_path: Option<PathBuf>,
+    /// Registries: insecure ones, mirrors, CA certificates, parallel transfers.
+    pub registry: image::remote::RegistryConfig,
 }
 
 pub struct Engine {
     pub paths: Paths,
     pub settings: Settings,
     pub images: Arc<ImageStore>,
+    /// The registry client's shared state (HTTP clients, tokens).
+    pub registries: Arc<image::remote::Registries>,
     db: Mutex<Connection>,
     containers: RwLock<HashMap<String, Arc<Container>>>,
     pub(crate) execs: Mutex<HashMap<String, Arc<Exec>>>,
@@ -85,9 +89,11 @@ impl Engine {
             let mut st = db.prepare("SELECT id, record FROM containers")?;
             st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
         };
+        let registries = Arc::new(image::remote::Registries::new(settings.registry.clone()));
         let engine = Arc::new(Engine {
             paths,
             settings,
+            registries,
             images: Arc::new(images),
             db: Mutex::new(db),
             containers: RwLock::new(HashMap::new()),

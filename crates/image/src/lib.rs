@@ -8,10 +8,12 @@
 //! - [`layer`]: applying a layer tar (plain, gzip or zstd) with Docker's whiteouts turned into
 //!   overlayfs ones, refusing entries that would land outside the target.
 //! - [`store::ImageStore`]: image records and tags in SQLite, import, lookup by id, prefix or
-//!   reference, tag/untag/delete, history.
+//!   reference, tag/untag/delete, history, RepoDigests.
+//! - [`remote`]: the registry client — pull, push, login, token auth, mirrors.
 
 pub mod content;
 pub mod layer;
+pub mod remote;
 pub mod snapshot;
 pub mod store;
 

@@ -1,6 +1,7 @@
 //! The Engine API routes. One file per resource; the table fits on a screen.
 
 mod containers;
+mod distribution;
 mod exec;
 mod images;
 mod stats;
@@ -51,6 +52,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/exec/{id}/resize", post(exec::resize))
         .route("/exec/{id}/json", get(exec::inspect))
         .route("/images/create", post(images::create))
+        .route("/auth", post(distribution::auth))
         .route("/images/json", get(images::list))
         .route("/images/{*rest}", get(images::get_dispatch).post(images::post_dispatch).delete(images::remove))
         .fallback(not_found)
