@@ -245,8 +245,17 @@ impl Session {
                 {
                     scopes.push(s.to_owned());
                 }
-                let user = creds.map(|c| c.username.as_str()).unwrap_or_default();
-                let key = format!("{realm}|{service}|{}|{user}", scopes.join(" "));
+                // Tokens are cached per credential (a hash of the secret, not only the user name), so
+                // a wrong password never reuses the token a right one obtained.
+                let who = creds
+                    .map(|c| {
+                        oci::Digest::sha256_of(
+                            format!("{}\0{}\0{}", c.username, c.password, c.identity_token).as_bytes(),
+                        )
+                        .to_string()
+                    })
+                    .unwrap_or_default();
+                let key = format!("{realm}|{service}|{}|{who}", scopes.join(" "));
                 let cached = self.regs.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
                 let value = match cached.filter(|t| t.until > Instant::now()) {
                     Some(t) if had != Some(format!("Bearer {}", t.value).as_str()) => t.value,
