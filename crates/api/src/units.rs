@@ -17,9 +17,60 @@ pub fn human_duration(secs: i64) -> String {
     }
 }
 
+/// Go's `time.ParseDuration` as nanoseconds: `300ms`, `1.5h`, `2h45m`, `0`; units ns, us, µs,
+/// ms, s, m, h. Used for `--health-interval` and the other durations docker's flags take.
+pub fn parse_go_duration(s: &str) -> Result<i64, String> {
+    let bad = || format!("invalid duration `{s}`: use a number with a unit, such as 30s, 1m30s or 500ms");
+    let (neg, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let mult = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total += num * mult;
+    }
+    if total > i64::MAX as f64 {
+        return Err(format!("invalid duration `{s}`: too large"));
+    }
+    Ok(if neg { -(total as i64) } else { total as i64 })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations_parse() {
+        assert_eq!(parse_go_duration("30s"), Ok(30_000_000_000));
+        assert_eq!(parse_go_duration("1m30s"), Ok(90_000_000_000));
+        assert_eq!(parse_go_duration("1.5h"), Ok(5_400_000_000_000));
+        assert_eq!(parse_go_duration("500ms"), Ok(500_000_000));
+        assert_eq!(parse_go_duration("0"), Ok(0));
+        assert!(parse_go_duration("10").is_err(), "a unit is required");
+        assert!(parse_go_duration("5 s").is_err());
+        assert!(parse_go_duration("").is_err());
+        assert!(parse_go_duration("1x").expect_err("refused").contains("1x"));
+    }
 
     #[test]
     fn durations_like_docker() {

@@ -325,6 +325,12 @@ fn root_pull_push_round_trip_with_layer_reuse() {
     ok(&berth(&d, &["pull", &yr]), "pull with fallback to the origin");
     assert!(src.blob_gets() > before);
     assert_no_partials(&d);
+
+    // Docker's image events for pulls and pushes.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 1;
+    let (_, events) = d.http("GET", &format!("/events?since=0&until={now}"), None).expect("events");
+    assert!(events.contains(&format!(r#""Action":"pull","Actor":{{"ID":"{yr}""#)), "{events}");
+    assert!(events.contains(&format!(r#""Action":"push","Actor":{{"ID":"{dz}""#)), "{events}");
 }
 
 #[test]

@@ -29,7 +29,7 @@ pub fn enc(s: &str) -> String {
     o
 }
 
-fn report(e: &ClientError) {
+pub(crate) fn report(e: &ClientError) {
     match e {
         ClientError::Status { message, .. } => eprintln!("Error response from daemon: {message}"),
         other => eprintln!("{other}"),
@@ -138,6 +138,7 @@ pub async fn dispatch(c: &Client, cmd: Command) -> i32 {
         Command::Unpause(a) => simple_post(c, &a.names, "unpause").await,
         Command::Import(a) => import(c, a).await,
         Command::Stats(a) => stats(c, a).await,
+        Command::Events(a) => crate::events::events(c, a).await,
         Command::Update(a) => update(c, a).await,
         Command::Images(a) => images(c, a).await,
         Command::Rmi(a) => {
@@ -308,6 +309,7 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
         sysctls.insert(k.to_owned(), v.to_owned());
     }
     let host = HostConfig {
+        restart_policy: a.restart.as_deref().map(restart_policy).transpose()?.unwrap_or_default(),
         network_mode: a.network.clone().unwrap_or_else(|| "default".into()),
         auto_remove: a.rm,
         privileged: a.privileged,
@@ -350,6 +352,7 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
         labels,
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
+        healthcheck: healthcheck(&a.health)?,
         host_config: Some(host),
         ..Default::default()
     })
@@ -746,7 +749,7 @@ async fn logs(c: &Client, a: LogsArgs) -> i32 {
 }
 
 /// `42m`, `10s`, `2h` before now as unix seconds; anything else as given.
-fn relative_time(v: &str) -> String {
+pub(crate) fn relative_time(v: &str) -> String {
     let (num, unit) = v.split_at(v.len().saturating_sub(1));
     let mult = match unit {
         "s" => 1,
@@ -1099,8 +1102,13 @@ async fn update(c: &Client, a: crate::UpdateArgs) -> i32 {
     };
     let mut body = serde_json::to_value(&r).unwrap_or_default();
     if let Some(p) = &a.restart {
-        let (name, max) = p.split_once(':').unwrap_or((p, "0"));
-        body["RestartPolicy"] = serde_json::json!({"Name": name, "MaximumRetryCount": max.parse::<i64>().unwrap_or(0)});
+        match restart_policy(p) {
+            Ok(p) => body["RestartPolicy"] = serde_json::to_value(p).unwrap_or_default(),
+            Err(e) => {
+                eprintln!("berth: {e}");
+                return 125;
+            }
+        }
     }
     each(&a.containers, |n| {
         let body = body.clone();
@@ -1111,6 +1119,62 @@ async fn update(c: &Client, a: crate::UpdateArgs) -> i32 {
         }
     })
     .await
+}
+
+/// `--restart no|always|unless-stopped|on-failure[:N]`.
+fn restart_policy(s: &str) -> Result<api::types::RestartPolicy, String> {
+    let (name, max) = match s.split_once(':') {
+        Some((n, m)) => (
+            n,
+            m.parse::<i64>()
+                .map_err(|_| format!("invalid restart policy `{s}`: maximum retry count must be an integer"))?,
+        ),
+        None => (s, 0),
+    };
+    Ok(api::types::RestartPolicy { name: name.to_owned(), maximum_retry_count: max })
+}
+
+/// The `--health-*` flags as `Config.Healthcheck`; None when none is given.
+fn healthcheck(h: &crate::HealthArgs) -> Result<Option<Value>, String> {
+    let d = |v: &Option<String>, flag: &str| -> Result<i64, String> {
+        match v {
+            None => Ok(0),
+            Some(s) => {
+                let ns = api::units::parse_go_duration(s).map_err(|e| format!("--{flag}: {e}"))?;
+                if ns < 0 {
+                    return Err(format!("--{flag} cannot be negative"));
+                }
+                Ok(ns)
+            }
+        }
+    };
+    let any = h.health_cmd.is_some()
+        || h.health_interval.is_some()
+        || h.health_timeout.is_some()
+        || h.health_retries.is_some()
+        || h.health_start_period.is_some()
+        || h.health_start_interval.is_some();
+    if h.no_healthcheck {
+        if any {
+            return Err("--no-healthcheck conflicts with --health-* options".into());
+        }
+        return Ok(Some(serde_json::json!({"Test": ["NONE"]})));
+    }
+    if !any {
+        return Ok(None);
+    }
+    let cfg = api::types::HealthConfig {
+        test: h.health_cmd.as_ref().map(|c| vec!["CMD-SHELL".to_owned(), c.clone()]).unwrap_or_default(),
+        interval: d(&h.health_interval, "health-interval")?,
+        timeout: d(&h.health_timeout, "health-timeout")?,
+        start_period: d(&h.health_start_period, "health-start-period")?,
+        start_interval: d(&h.health_start_interval, "health-start-interval")?,
+        retries: match h.health_retries {
+            Some(r) if r < 0 => return Err("--health-retries cannot be negative".into()),
+            r => r.unwrap_or(0),
+        },
+    };
+    serde_json::to_value(cfg).map(Some).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 pub mod commands;
 pub mod credentials;
 pub mod distribution;
+pub mod events;
 pub mod fmt;
 pub mod stream;
 
@@ -87,6 +88,8 @@ pub enum Command {
     Version,
     /// Display system-wide information
     Info,
+    /// Get real time events from the server
+    Events(events::EventsArgs),
     /// Run the daemon
     #[command(hide = true)]
     Daemon,
@@ -180,11 +183,42 @@ pub struct RunArgs {
     /// Size of /dev/shm
     #[arg(long)]
     pub shm_size: Option<String>,
+    /// Restart policy to apply when a container exits (no, always, unless-stopped, on-failure[:N])
+    #[arg(long)]
+    pub restart: Option<String>,
+    #[command(flatten)]
+    pub health: HealthArgs,
     /// Image to run
     pub image: String,
     /// Command and arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+/// `--health-*` flags of `run` and `create`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct HealthArgs {
+    /// Command to run to check health
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h)
+    #[arg(long)]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h)
+    #[arg(long)]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long)]
+    pub health_retries: Option<i64>,
+    /// Start period for the container to initialize before counting retries (ms|s|m|h)
+    #[arg(long)]
+    pub health_start_period: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h)
+    #[arg(long)]
+    pub health_start_interval: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long)]
+    pub no_healthcheck: bool,
 }
 
 #[derive(Debug, Args)]

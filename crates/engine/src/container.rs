@@ -33,9 +33,10 @@ impl Status {
         }
     }
 
-    /// Has a live process (running or paused).
+    /// Has a live process (running or paused). A `restarting` container has none: it waits
+    /// for its restart policy's back-off.
     pub fn is_live(self) -> bool {
-        matches!(self, Status::Running | Status::Paused | Status::Restarting)
+        matches!(self, Status::Running | Status::Paused)
     }
 
     pub fn can_start(self) -> bool {
@@ -70,6 +71,9 @@ pub struct State {
     /// Set by `stop`/`kill` so that the restart policy knows the user asked for it.
     #[serde(default)]
     pub stopped_by_user: bool,
+    /// The healthcheck's status and last results, when the container has one.
+    #[serde(default)]
+    pub health: Option<api::types::Health>,
 }
 
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -116,6 +120,10 @@ pub struct Container {
     /// Serialises start/stop/kill/remove of this container.
     pub op: tokio::sync::Mutex<()>,
     pub exec_ids: Mutex<Vec<String>>,
+    /// The restart policy's current back-off (not persisted: a daemon restart resets it).
+    pub backoff: Mutex<Option<std::time::Duration>>,
+    /// Bumped on every start: a healthcheck monitor of an older generation stops.
+    pub health_gen: std::sync::atomic::AtomicU64,
 }
 
 impl Container {
@@ -127,6 +135,8 @@ impl Container {
             pending: Mutex::new(Vec::new()),
             op: tokio::sync::Mutex::new(()),
             exec_ids: Mutex::new(Vec::new()),
+            backoff: Mutex::new(None),
+            health_gen: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

@@ -66,6 +66,7 @@ pub struct Engine {
     db: Mutex<Connection>,
     containers: RwLock<HashMap<String, Arc<Container>>>,
     pub(crate) execs: Mutex<HashMap<String, Arc<Exec>>>,
+    pub events: crate::events::Events,
     pub started: Instant,
 }
 
@@ -90,6 +91,7 @@ impl Engine {
             st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
         };
         let registries = Arc::new(image::remote::Registries::new(settings.registry.clone()));
+        let events = crate::events::Events::open(&paths.data_root);
         let engine = Arc::new(Engine {
             paths,
             settings,
@@ -98,6 +100,7 @@ impl Engine {
             db: Mutex::new(db),
             containers: RwLock::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
+            events,
             started: Instant::now(),
         });
         for (id, text) in records {
@@ -113,6 +116,7 @@ impl Engine {
         for c in all {
             engine.restore(c).await;
         }
+        engine.restart_on_boot().await;
         Ok(engine)
     }
 
@@ -123,6 +127,12 @@ impl Engine {
             if let Err(e) = self.finish_remove(&c).await {
                 tracing::error!("finish removing {}: {e}", c.id);
             }
+            return;
+        }
+        if status == Status::Restarting {
+            // The daemon went down during a back-off: the boot pass decides again.
+            c.lock().state.status = Status::Exited;
+            let _ = self.save(&c);
             return;
         }
         if !status.is_live() {
@@ -259,5 +269,26 @@ impl Engine {
 
     pub fn data_root(&self) -> &Path {
         &self.paths.data_root
+    }
+}
+
+impl Engine {
+    /// Emits a container event with Docker's attributes: the container's labels, `image` (as
+    /// the user named it) and `name`, plus `extra`.
+    pub fn container_event(&self, c: &Container, action: &str, extra: Vec<(String, String)>) {
+        let mut attrs: Vec<(String, String)> = {
+            let r = c.lock();
+            let mut a: Vec<(String, String)> = r.config.labels.clone().into_iter().collect();
+            a.push(("image".into(), r.image_name.clone()));
+            a.push(("name".into(), r.state.name.clone()));
+            a
+        };
+        attrs.extend(extra);
+        self.events.emit("container", action, &c.id, attrs);
+    }
+
+    /// Emits an image event; `name` is the reference acted on (or the id).
+    pub fn image_event(&self, action: &str, id: &str, name: &str) {
+        self.events.emit("image", action, id, vec![("name".into(), name.to_owned())]);
     }
 }

@@ -73,6 +73,7 @@ impl Engine {
             return Err(EngineError::BadRequest("No exec command specified".into()));
         }
         let id = new_id();
+        self.container_event(c, &format!("exec_create: {}", cfg.cmd.join(" ")), vec![("execID".into(), id.clone())]);
         let e = Arc::new(Exec {
             id: id.clone(),
             container_id: c.id.clone(),
@@ -223,6 +224,7 @@ impl Engine {
             s.running = true;
             s.pid = resp.pid.unwrap_or(0) as i64;
         }
+        self.exec_event(e, &format!("exec_start: {}", e.config.cmd.join(" ")), Vec::new());
         let engine = self.clone();
         let e2 = e.clone();
         let exit_file = shim.exit_file.clone();
@@ -248,7 +250,29 @@ impl Engine {
             s.running = false;
             s.exit_code = Some(code);
         }
+        self.exec_event(e, "exec_die", vec![("exitCode".into(), code.to_string())]);
         e.done.send_replace(true);
+    }
+
+    fn exec_event(&self, e: &Exec, action: &str, mut extra: Vec<(String, String)>) {
+        if let Ok(c) = self.lookup(&e.container_id) {
+            extra.push(("execID".into(), e.id.clone()));
+            self.container_event(&c, action, extra);
+        }
+    }
+
+    /// Kills an exec session's process (a healthcheck probe that ran past its timeout).
+    pub async fn exec_kill(&self, e: &Exec) -> Result<()> {
+        crate::shim::call(&self.paths.shim_socket(&e.id), &Request::Kill { signal: libc::SIGKILL, all: true })
+            .await
+            .map(|_| ())
+    }
+
+    /// Drops an exec session the engine ran for itself (healthcheck probes), so a long-lived
+    /// container does not collect them.
+    pub fn exec_forget(&self, c: &Container, id: &str) {
+        self.execs.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        c.exec_ids.lock().unwrap_or_else(|p| p.into_inner()).retain(|x| x != id);
     }
 
     pub async fn exec_resize(&self, e: &Exec, h: u16, w: u16) -> Result<()> {

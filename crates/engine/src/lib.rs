@@ -5,6 +5,7 @@
 //!   one place that knows them all.
 //! - [`container`] holds a container's record and lifecycle enum; [`lifecycle`] the verbs
 //!   (create, start, stop, kill, pause, remove, wait) and what happens on exit.
+//! - [`events`] records every action (Docker's event JSON) and streams it to `GET /events`.
 //! - [`shim`] spawns and talks to the per-container shims (see `runtime::shim`).
 //! - [`http`] maps routes to those verbs; [`error`] maps every error kind to an HTTP status
 //!   in one match.
@@ -14,10 +15,13 @@ pub mod container;
 pub mod daemon;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod exec;
+pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod logs;
+pub mod restart;
 pub mod shim;
 
 pub use daemon::{DaemonOptions, run};

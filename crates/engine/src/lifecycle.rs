@@ -71,14 +71,13 @@ fn merge_config(mut cfg: ContainerConfig, image: &Value) -> ContainerConfig {
     if cfg.volumes.is_none() {
         cfg.volumes = img("Volumes").and_then(|v| serde_json::from_value(v.clone()).ok());
     }
-    if cfg.healthcheck.is_none() {
-        cfg.healthcheck = img("Healthcheck").cloned();
-    }
+    cfg.healthcheck = crate::health::merge(cfg.healthcheck.take(), img("Healthcheck"));
     cfg
 }
 
 /// Checks the limits in a HostConfig as Docker does, naming the option at fault.
 pub(crate) fn validate_host_config(h: &HostConfig) -> Result<()> {
+    crate::restart::validate(&h.restart_policy, h.auto_remove)?;
     if h.memory != 0 && h.memory < 6 * 1024 * 1024 {
         return Err(EngineError::BadRequest("Minimum memory limit allowed is 6MB".into()));
     }
@@ -254,6 +253,7 @@ impl Engine {
         }
         let host = cfg.host_config.clone().unwrap_or_default();
         validate_host_config(&host)?;
+        crate::health::validate(cfg.healthcheck.as_ref())?;
         let images = self.images.clone();
         let image_name = cfg.image.clone();
         let img =
@@ -300,6 +300,7 @@ impl Engine {
                 restart_count: 0,
                 name,
                 stopped_by_user: false,
+                health: None,
             },
         };
         let dir = self.paths.container_dir(&id);
@@ -329,6 +330,7 @@ impl Engine {
             let _ = tokio::fs::remove_dir_all(&dir).await;
             return Err(e);
         }
+        self.container_event(&c, "create", Vec::new());
         Ok((id, Vec::new()))
     }
 
@@ -346,8 +348,22 @@ impl Engine {
                 status.as_str()
             )));
         }
+        // A start by the user begins the restart policy's count afresh.
+        c.lock().state.restart_count = 0;
+        *c.backoff.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.start_checked(c).await?;
+        self.container_event(c, "start", Vec::new());
+        Ok(())
+    }
+
+    /// Starts a container whose state allows it (the caller holds `op`); on failure the
+    /// runtime is cleaned up and the error recorded in the state.
+    pub(crate) async fn start_checked(self: &Arc<Self>, c: &Arc<Container>) -> Result<()> {
         match self.start_locked(c).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.start_health(c);
+                Ok(())
+            }
             Err(e) => {
                 self.cleanup_runtime(c).await;
                 {
@@ -552,23 +568,37 @@ impl Engine {
 
     pub(crate) async fn on_exit(self: &Arc<Self>, c: &Arc<Container>, exit: ExitStatus) {
         self.cleanup_runtime(c).await;
-        let auto_remove = {
+        let (auto_remove, restart) = {
             let mut r = c.lock();
             if r.state.status == Status::Removing {
-                false
+                (false, false)
             } else {
                 r.state.status = Status::Exited;
                 r.state.exit_code = exit.exit_code as i64;
                 r.state.finished_at = exit.finished_at.clone();
                 r.state.oom_killed = exit.oom_killed;
                 r.state.pid = 0;
-                r.host_config.auto_remove
+                let restart = self.decide_restart(c, &mut r, exit.exit_code as i64);
+                (r.host_config.auto_remove, restart)
             }
         };
         if let Err(e) = self.save(c) {
             tracing::error!("save container {}: {e}", c.id);
         }
+        if exit.oom_killed {
+            self.container_event(c, "oom", Vec::new());
+        }
+        let started = chrono::DateTime::parse_from_rfc3339(&c.lock().state.started_at).ok();
+        let ran = started.map(|s| (chrono::Utc::now() - s.to_utc()).num_seconds().max(0)).unwrap_or(0);
+        self.container_event(
+            c,
+            "die",
+            vec![("exitCode".into(), exit.exit_code.to_string()), ("execDuration".into(), ran.to_string())],
+        );
         c.events.send_modify(|e| e.exits += 1);
+        if restart {
+            self.schedule_restart(c.clone());
+        }
         if auto_remove {
             let engine = self.clone();
             let c = c.clone();
@@ -599,18 +629,40 @@ impl Engine {
         if !status.is_live() {
             return Err(EngineError::NotRunning(c.id.clone()));
         }
-        c.lock().state.stopped_by_user = true;
-        crate::shim::call(&self.paths.shim_socket(&c.id), &Request::Kill { signal, all }).await.map(|_| ())
+        {
+            // As Docker: SIGKILL or the stop signal means the user wants it down, and the
+            // restart policy leaves it so; other signals are only delivered.
+            let mut r = c.lock();
+            let stop_signal =
+                r.config.stop_signal.as_deref().and_then(|s| parse_signal(s).ok()).unwrap_or(libc::SIGTERM);
+            if signal == libc::SIGKILL || signal == stop_signal {
+                r.state.stopped_by_user = true;
+            }
+        }
+        crate::shim::call(&self.paths.shim_socket(&c.id), &Request::Kill { signal, all }).await?;
+        self.container_event(c, "kill", vec![("signal".into(), signal.to_string())]);
+        Ok(())
     }
 
     /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after the timeout.
     pub async fn stop(&self, c: &Container, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
         let _op = c.op.lock().await;
-        self.stop_locked(c, timeout, signal).await
+        self.stop_locked(c, timeout, signal).await?;
+        self.container_event(c, "stop", Vec::new());
+        Ok(())
     }
 
     async fn stop_locked(&self, c: &Container, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
         let status = c.status();
+        if status == Status::Restarting {
+            // Nothing runs: cancelling the pending restart is the stop.
+            {
+                let mut r = c.lock();
+                r.state.status = Status::Exited;
+                r.state.stopped_by_user = true;
+            }
+            return self.save(c);
+        }
         if !status.is_live() {
             return Err(EngineError::NotModified);
         }
@@ -646,7 +698,9 @@ impl Engine {
             Ok(()) | Err(EngineError::NotModified) => {}
             Err(e) => return Err(e),
         }
-        self.start(c).await
+        self.start(c).await?;
+        self.container_event(c, "restart", Vec::new());
+        Ok(())
     }
 
     pub async fn pause(&self, c: &Container, pause: bool) -> Result<()> {
@@ -668,7 +722,9 @@ impl Engine {
         };
         crate::shim::call(&self.paths.shim_socket(&c.id), &req).await?;
         c.lock().state.status = if pause { Status::Paused } else { Status::Running };
-        self.save(c)
+        self.save(c)?;
+        self.container_event(c, if pause { "pause" } else { "unpause" }, Vec::new());
+        Ok(())
     }
 
     /// `DELETE /containers/{id}`.
@@ -677,6 +733,12 @@ impl Engine {
         let status = c.status();
         if status == Status::Removing {
             return Err(EngineError::Conflict(format!("removal of container {} is already in progress", c.id)));
+        }
+        if status == Status::Restarting && !force {
+            return Err(EngineError::Conflict(format!(
+                "You cannot remove a restarting container {}. Stop the container before attempting removal or force remove",
+                c.id
+            )));
         }
         if status.is_live() {
             if !force {
@@ -719,6 +781,7 @@ impl Engine {
                 m.remove(&e);
             }
         }
+        self.container_event(c, "destroy", Vec::new());
         c.events.send_modify(|e| e.removed = true);
         Ok(())
     }
@@ -781,8 +844,10 @@ impl Engine {
                 "Conflict. The container name \"/{new}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
             )));
         }
-        c.lock().state.name = new.to_owned();
-        self.save(c)
+        let old = std::mem::replace(&mut c.lock().state.name, new.to_owned());
+        self.save(c)?;
+        self.container_event(c, "rename", vec![("oldName".into(), format!("/{old}"))]);
+        Ok(())
     }
 }
 

@@ -35,7 +35,14 @@ fn status_text(c: &Container) -> String {
     let r = c.lock();
     match r.state.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", human_duration(since(&r.state.started_at))),
+        Status::Running => {
+            let health = match r.state.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => " (health: starting)".to_owned(),
+                Some(s) => format!(" ({s})"),
+                None => String::new(),
+            };
+            format!("Up {}{health}", human_duration(since(&r.state.started_at)))
+        }
         Status::Paused => format!("Up {} (Paused)", human_duration(since(&r.state.started_at))),
         Status::Restarting => {
             format!("Restarting ({}) {} ago", r.state.exit_code, human_duration(since(&r.state.finished_at)))
@@ -84,6 +91,15 @@ fn matches(c: &Container, filters: &BTreeMap<String, Vec<String>>) -> Result<boo
                 None => r.config.labels.contains_key(v),
             }),
             "ancestor" => vals.iter().any(|v| r.image_name == *v || r.image.contains(v.as_str())),
+            "health" => {
+                let now = r.state.health.as_ref().map(|h| h.status.as_str()).unwrap_or("none");
+                for v in vals {
+                    if !matches!(v.as_str(), "starting" | "healthy" | "unhealthy" | "none") {
+                        return Err(EngineError::BadRequest(format!("Unrecognized filter value for health: {v}")));
+                    }
+                }
+                vals.iter().any(|v| v == now)
+            }
             "exited" => vals
                 .iter()
                 .any(|v| r.state.status == Status::Exited && v.parse::<i64>().ok() == Some(r.state.exit_code)),
@@ -160,6 +176,7 @@ pub fn inspect_of(e: &crate::engine::Engine, c: &Container) -> ContainerInspect 
             error: s.error.clone(),
             started_at: s.started_at.clone(),
             finished_at: s.finished_at.clone(),
+            health: s.health.clone(),
         },
         image: r.image.clone(),
         resolv_conf_path: dir.join("resolv.conf").display().to_string(),
@@ -267,9 +284,11 @@ pub async fn attach(State(e): State<AppState>, Path(id): Path<String>, q: Query,
         let req_shim = runtime::shim::proto::Request::Attach { stdin, stdout, stderr };
         let (stream, _) =
             crate::shim::open(&socket, &req_shim).await.map_err(|_| EngineError::NotRunning(c.id.clone()))?;
+        e.container_event(&c, "attach", Vec::new());
         return Ok(hijack(req, !tty, move |client| bridge(client, stream)));
     }
     let rx = e.pend_attach(&c, stdin, stdout, stderr);
+    e.container_event(&c, "attach", Vec::new());
     Ok(hijack(req, !tty, move |client| async move {
         match rx.await {
             Ok(stream) => bridge(client, stream).await,
@@ -287,6 +306,7 @@ pub async fn resize(State(e): State<AppState>, Path(id): Path<String>, q: Query)
     }
     crate::shim::call(&e.paths.shim_socket(&c.id), &runtime::shim::proto::Request::Resize { height: h, width: w })
         .await?;
+    e.container_event(&c, "resize", vec![("height".into(), h.to_string()), ("width".into(), w.to_string())]);
     Ok(StatusCode::OK)
 }
 

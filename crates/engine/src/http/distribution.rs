@@ -163,9 +163,10 @@ pub async fn pull(e: AppState, q: &HashMap<String, String>, headers: &HeaderMap)
     let creds = credentials(headers)?;
     let (store, regs) = (e.images.clone(), e.registries.clone());
     progress_response(move |ev| async move {
-        image::remote::pull::pull(store, regs, &r, &platform, creds, ev).await.map(|p| {
-            tracing::info!("pulled {} as {}", p.repo_digest, p.id);
-        })
+        let p = image::remote::pull::pull(store, regs, &r, &platform, creds, ev).await?;
+        tracing::info!("pulled {} as {}", p.repo_digest, p.id);
+        e.image_event("pull", &r.familiar(), &r.familiar_name());
+        Ok(())
     })
     .await
 }
@@ -205,6 +206,7 @@ pub async fn push(e: AppState, name: String, q: &HashMap<String, String>, header
     progress_response(move |ev| async move {
         for r in refs {
             image::remote::push::push(store.clone(), regs.clone(), &r, creds.clone(), ev.clone()).await?;
+            e.image_event("push", &r.familiar(), &r.familiar_name());
         }
         Ok(())
     })

@@ -57,11 +57,13 @@ async fn import(e: AppState, q: &HashMap<String, String>, src: String, req: Requ
     let opts = ImportOptions { tag, changes, message: q.get("message").cloned(), source: src };
     let body = req.into_body().into_data_stream().map_err(std::io::Error::other);
     let reader = tokio_util::io::StreamReader::new(body);
+    let e2 = e.clone();
     let rec = blocking(move || {
         let sync = tokio_util::io::SyncIoBridge::new(reader);
-        e.images.import(sync, &opts).map_err(EngineError::from)
+        e2.images.import(sync, &opts).map_err(EngineError::from)
     })
     .await?;
+    e.image_event("import", &rec.id.to_string(), &rec.id.to_string());
     let line = serde_json::to_string(&ProgressLine { status: Some(rec.id.to_string()), ..Default::default() })
         .unwrap_or_default();
     Ok(([(header::CONTENT_TYPE, "application/json")], format!("{line}\r\n")).into_response())
@@ -216,7 +218,10 @@ async fn tag(e: AppState, name: String, q: Query) -> Result<StatusCode> {
     }
     let rec = resolve(&e, name).await?;
     let e2 = e.clone();
+    let familiar = r.familiar();
+    let id = rec.id.clone();
     blocking(move || e2.images.tag(&rec.id, &r).map_err(EngineError::from)).await?;
+    e.image_event("tag", &id.to_string(), &familiar);
     Ok(StatusCode::CREATED)
 }
 
@@ -227,11 +232,18 @@ pub async fn remove(
 ) -> Result<axum::Json<Vec<DeleteItem>>> {
     let force = qbool(&q, "force");
     let e2 = e.clone();
-    let out = blocking(move || {
+    let (id, out) = blocking(move || {
+        let id = e2.images.resolve(&name).map(|r| r.id.to_string()).unwrap_or_default();
         let user = |id: &oci::Digest| e2.image_user(&id.to_string());
-        e2.images.remove(&name, force, &user).map_err(EngineError::from)
+        Ok((id, e2.images.remove(&name, force, &user).map_err(EngineError::from)?))
     })
     .await?;
+    for r in &out {
+        match r {
+            Removed::Untagged(_) => e.image_event("untag", &id, &id),
+            Removed::Deleted(d) => e.image_event("delete", &d.to_string(), &d.to_string()),
+        }
+    }
     Ok(axum::Json(
         out.into_iter()
             .map(|r| match r {

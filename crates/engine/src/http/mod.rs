@@ -2,6 +2,7 @@
 
 mod containers;
 mod distribution;
+mod events;
 mod exec;
 mod images;
 mod stats;
@@ -29,6 +30,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/events", get(events::events))
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))
         .route("/containers/{id}/json", get(containers::inspect))

@@ -136,5 +136,6 @@ pub async fn update(State(e): State<AppState>, Path(id): Path<String>, body: Byt
     }
     c.lock().host_config = h;
     e.save(&c)?;
+    e.container_event(&c, "update", Vec::new());
     Ok(axum::Json(json!({"Warnings": []})))
 }
