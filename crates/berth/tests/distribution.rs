@@ -601,3 +601,126 @@ fn root_corrupt_blob_and_interrupted_pull_leave_nothing() {
     let o = berth(&d, &["run", "--rm", &r, "sh", "-c", "wc -c < /big"]);
     assert_eq!(ok(&o, "run").trim(), (24u32 << 20).to_string());
 }
+
+fn sh(cmd: &str) -> Output {
+    Command::new("sh").arg("-c").arg(cmd).output().expect("sh")
+}
+
+#[test]
+fn root_tls_registry_trusted_through_certs_d() {
+    if !can_run() {
+        return;
+    }
+    if sh("command -v openssl").stdout.is_empty() {
+        eprintln!("skipped: openssl is not installed");
+        return;
+    }
+    let pki = tempfile::tempdir().expect("tempdir");
+    let p = pki.path().display();
+    let o = sh(&format!(
+        "cd {p} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=berth-test-ca 2>&1 && \
+         openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 2>&1 && \
+         printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext && \
+         openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 1 -extfile ext 2>&1"
+    ));
+    assert!(o.status.success(), "openssl: {}", stdout(&o));
+    let cert = pki.path().join("srv.crt");
+    let key = pki.path().join("srv.key");
+    let reg = Registry::start(&["--tls-cert", cert.to_str().expect("path"), "--tls-key", key.to_str().expect("path")]);
+    let mut d = Daemon::start();
+    let r = format!("{}/tls/bb:1", reg.addr);
+    ok(&berth(&d, &["tag", "busybox", &r]), "tag");
+    // Unknown CA: TLS fails, and plain HTTP to a TLS server fails too.
+    let o = berth(&d, &["push", &r]);
+    assert!(!o.status.success(), "pushed over TLS to an untrusted registry: {}", stdout(&o));
+    let dir = d.dir.path().join("certs.d").join(&reg.addr);
+    std::fs::create_dir_all(&dir).expect("certs.d");
+    std::fs::copy(pki.path().join("ca.crt"), dir.join("ca.crt")).expect("ca.crt");
+    d.terminate();
+    d.spawn();
+    ok(&berth(&d, &["push", &r]), "push over TLS");
+    let id = image_id(&d, &r);
+    ok(&berth(&d, &["rmi", &r]), "rmi");
+    ok(&berth(&d, &["pull", &r]), "pull over TLS");
+    assert_eq!(image_id(&d, &r), id);
+}
+
+/// A registry in a network namespace made by the test, reached over a veth pair at a
+/// non-loopback address: plain HTTP only once it is listed in `insecure-registries`.
+struct NetnsRegistry {
+    ns: String,
+    child: Option<Child>,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl NetnsRegistry {
+    fn start() -> Option<NetnsRegistry> {
+        if sh("command -v ip").stdout.is_empty() {
+            eprintln!("skipped: iproute2 is not installed");
+            return None;
+        }
+        let pid = std::process::id();
+        let ns = format!("bdist{pid}");
+        let net = format!("10.251.{}", pid % 250);
+        let (a, b) = (format!("bd{}a", pid % 100000), format!("bd{}b", pid % 100000));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut r = NetnsRegistry { ns: ns.clone(), child: None, addr: format!("{net}.2:5000"), _dir: dir };
+        let o = sh(&format!(
+            "ip netns add {ns} && ip link add {a} type veth peer name {b} && ip link set {b} netns {ns} && \
+             ip addr add {net}.1/30 dev {a} && ip link set {a} up && \
+             ip netns exec {ns} ip addr add {net}.2/30 dev {b} && ip netns exec {ns} ip link set {b} up && \
+             ip netns exec {ns} ip link set lo up"
+        ));
+        assert!(o.status.success(), "netns setup: {}", stderr(&o));
+        let cfg = r._dir.path().join("registry.toml");
+        std::fs::write(&cfg, "[auth]\ninsecure_open = true\n").expect("config");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns, BERTH, "registry", "serve", "--addr", &r.addr, "--config"])
+            .arg(&cfg)
+            .arg("--root")
+            .arg(r._dir.path().join("root"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn registry");
+        r.child = Some(child);
+        let t = Instant::now();
+        while TcpStream::connect(&r.addr).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(10), "registry in the namespace did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(r)
+    }
+}
+
+impl Drop for NetnsRegistry {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Deleting the namespace deletes the veth end in it, and with it the pair.
+        let _ = sh(&format!("ip netns del {}", self.ns));
+    }
+}
+
+#[test]
+fn root_plain_http_only_for_loopback_and_insecure_registries() {
+    if !can_run() {
+        return;
+    }
+    let Some(reg) = NetnsRegistry::start() else { return };
+    let mut d = Daemon::start();
+    let r = format!("{}/ins/bb:1", reg.addr);
+    ok(&berth(&d, &["tag", "busybox", &r]), "tag");
+    let o = berth(&d, &["push", &r]);
+    assert!(!o.status.success(), "plain HTTP to a non-loopback registry: {}", stdout(&o));
+    assert!(stderr(&o).contains("https://"), "{}", stderr(&o));
+    let (_, metrics) = http(&reg.addr, "GET", "/metrics", &[], b"");
+    assert!(!String::from_utf8_lossy(&metrics).contains("route=\"upload\""), "something was uploaded");
+    restart_with(&mut d, &format!(r#"{{"insecure-registries": ["{}"]}}"#, reg.addr));
+    ok(&berth(&d, &["push", &r]), "push to an insecure registry");
+    ok(&berth(&d, &["rmi", &r]), "rmi");
+    ok(&berth(&d, &["pull", &r]), "pull from an insecure registry");
+}

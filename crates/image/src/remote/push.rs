@@ -166,11 +166,14 @@ async fn push_blob(s: &Session, store: &ImageStore, d: &Desc, from: Option<&str>
         return Err(refused(&url, head).await);
     }
     let path = store.content().path(&d.digest);
-    if !path.is_file() {
-        return Err(RemoteError::NotFound(format!(
-            "blob {} is not in the local content store (the layer was shared with an image pulled in another form); pull the image again to push it",
+    let missing = || {
+        RemoteError::NotFound(format!(
+            "blob {} is not in the local content store and the registry does not have it (the layer's snapshot came from another blob of the same content)",
             d.digest
-        )));
+        ))
+    };
+    if !path.is_file() && from.is_none() {
+        return Err(missing());
     }
     let uploads = s.url("blobs/uploads/");
     let post_url = match from {
@@ -184,6 +187,9 @@ async fn push_blob(s: &Session, store: &ImageStore, d: &Desc, from: Option<&str>
     }
     if resp.status() != StatusCode::ACCEPTED {
         return Err(refused(&post_url, resp).await);
+    }
+    if !path.is_file() {
+        return Err(missing());
     }
     let location = location(s, &resp)?;
     say("Pushing");
