@@ -364,22 +364,25 @@ impl View {
                 };
                 let bar = bars.entry(id.clone()).or_insert_with(|| {
                     let b = mp.add(indicatif::ProgressBar::new(0));
-                    b.set_style(
-                        indicatif::ProgressStyle::with_template(
-                            "{prefix}: {msg:<18} {wide_bar} {bytes:>10}/{total_bytes}",
-                        )
-                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                        .progress_chars("=> "),
-                    );
                     b.set_prefix(id.clone());
                     b
                 });
                 let detail = p.progress_detail.as_ref();
                 let num = |k: &str| detail.and_then(|d| d.get(k)).and_then(|v| v.as_u64());
-                if let (Some(cur), Some(total)) = (num("current"), num("total")) {
-                    bar.set_length(total);
-                    bar.set_position(cur);
-                }
+                // A bar while bytes move, the status alone otherwise (as docker draws it).
+                let template = match (num("current"), num("total")) {
+                    (Some(cur), Some(total)) if total > 0 => {
+                        bar.set_length(total);
+                        bar.set_position(cur);
+                        "{prefix}: {msg:<12} [{bar:50}] {bytes:>10}/{total_bytes}"
+                    }
+                    _ => "{prefix}: {msg}",
+                };
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(template)
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                );
                 bar.set_message(status);
             }
         }
