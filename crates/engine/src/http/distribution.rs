@@ -23,32 +23,41 @@ fn credentials(headers: &HeaderMap) -> Result<Option<Credentials>> {
     }
 }
 
-/// Docker's text bar: `[=====>     ]  1.2MB/3.4MB`.
+/// Docker's text bar: `[=====>     ]  1.2MB/3.4MB` (jsonmessage's layout, go-units' sizes).
 fn bar(current: u64, total: u64) -> String {
     let width = 50u64;
     let filled = (current.min(total) * width).checked_div(total).unwrap_or(0) as usize;
     let mut s = String::from("[");
-    s.push_str(&"=".repeat(filled.saturating_sub(1)));
-    if filled > 0 {
+    s.push_str(&"=".repeat(filled));
+    let mut drawn = filled;
+    if current < total {
         s.push('>');
+        drawn += 1;
     }
-    s.push_str(&" ".repeat(width as usize - filled));
+    s.push_str(&" ".repeat((width as usize).saturating_sub(drawn)));
     s.push(']');
-    let h = |n: u64| {
-        let units = ["B", "kB", "MB", "GB", "TB"];
-        let mut v = n as f64;
-        let mut i = 0;
-        while v >= 1000.0 && i < units.len() - 1 {
-            v /= 1000.0;
-            i += 1;
-        }
-        if i == 0 {
-            format!("{n}B")
-        } else {
-            format!("{v:.4}").chars().take(5).collect::<String>().trim_end_matches('.').to_owned() + units[i]
-        }
+    format!("{s} {:>8}/{}", human(current), human(total))
+}
+
+/// go-units `HumanSize`: decimal units, 4 significant digits.
+fn human(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    let decimals = if v >= 100.0 {
+        1
+    } else if v >= 10.0 {
+        2
+    } else {
+        3
     };
-    format!("{s} {:>8}/{}", h(current), h(total))
+    let t = format!("{v:.decimals$}");
+    let t = if t.contains('.') { t.trim_end_matches('0').trim_end_matches('.').to_owned() } else { t };
+    format!("{t}{}", units[i])
 }
 
 fn line(e: Event) -> ProgressLine {
