@@ -270,6 +270,14 @@ fn root_pull_push_round_trip_with_layer_reuse() {
     let o = berth(&d, &["run", "--rm", &xr, "cat", "/etc/two", "/etc/three"]);
     assert_eq!(ok(&o, "run x"), "two\nthree\n");
 
+    // `pull -a`: every tag of the repository; nothing travels twice.
+    let (st, _) = http(&src.addr, "PUT", "/v2/seed/x/manifests/2", &[("Content-Type", x.manifest_type)], &x.manifest);
+    assert_eq!(st, 201);
+    let out = ok(&berth(&d, &["pull", "-a", &format!("{}/seed/x", src.addr)]), "pull -a");
+    assert!(out.contains("Image is up to date for") && out.contains("seed/x:2"), "{out}");
+    assert_eq!(image_id(&d, &format!("{}/seed/x:2", src.addr)), x.id);
+    assert_eq!(src.blob_gets(), 3, "layers and config were present");
+
     // Docker schema 2 sharing two layers: only the third travels.
     let yr = format!("{}/seed/y:1", src.addr);
     let out = ok(&berth(&d, &["pull", &yr]), "pull y");
@@ -316,7 +324,8 @@ fn root_pull_push_round_trip_with_layer_reuse() {
     // A mirror that has the image serves it; one that does not falls back to the origin.
     let gets = dst.blob_gets();
     restart_with(&mut d, &format!(r#"{{"berth-registry-mirrors": {{"{}": ["http://{}"]}}}}"#, src.addr, dst.addr));
-    ok(&berth(&d, &["rmi", &dx, &yr, &dy, &dz]), "rmi");
+    let x2 = format!("{}/seed/x:2", src.addr);
+    ok(&berth(&d, &["rmi", &dx, &x2, &yr, &dy, &dz]), "rmi");
     // dst holds app/x:1 (= x); seed/x is not on the mirror, so that name comes from src.
     let before = src.blob_gets();
     ok(&berth(&d, &["pull", &format!("{}/app/x:1", src.addr)]), "pull through the mirror");

@@ -167,14 +167,30 @@ pub async fn pull(e: AppState, q: &HashMap<String, String>, headers: &HeaderMap)
         Some(t) if !img.contains('@') => format!("{img}:{t}"),
         _ => img.clone(),
     };
+    // No tag anywhere: every tag of the repository (the API's meaning; `docker pull -a`).
+    let parsed = Reference::parse(&full).map_err(|err| EngineError::BadRequest(err.to_string()))?;
+    let all_tags = parsed.tag().is_none() && parsed.digest().is_none();
     let r = Reference::parse_with_default_tag(&full).map_err(|err| EngineError::BadRequest(err.to_string()))?;
     let platform = Platform::parse(q.get("platform").map(String::as_str).unwrap_or_default())?;
     let creds = credentials(headers)?;
     let (store, regs) = (e.images.clone(), e.registries.clone());
     progress_response(move |ev| async move {
-        let p = image::remote::pull::pull(store, regs, &r, &platform, creds, ev).await?;
-        tracing::info!("pulled {} as {}", p.repo_digest, p.id);
-        e.image_event("pull", &r.familiar(), &r.familiar_name());
+        let refs = if all_tags {
+            let tags = image::remote::pull::list_tags(regs.clone(), &parsed, creds.clone()).await?;
+            let refs: Vec<Reference> = tags.iter().filter_map(|t| parsed.with_tag(t).ok()).collect();
+            if refs.is_empty() {
+                return Err(RemoteError::NotFound(format!("no tags in repository {}", parsed.familiar_name())));
+            }
+            refs
+        } else {
+            vec![r]
+        };
+        for r in refs {
+            let p = image::remote::pull::pull(store.clone(), regs.clone(), &r, &platform, creds.clone(), ev.clone())
+                .await?;
+            tracing::info!("pulled {} as {}", p.repo_digest, p.id);
+            e.image_event("pull", &r.familiar(), &r.familiar_name());
+        }
         Ok(())
     })
     .await

@@ -376,6 +376,43 @@ pub async fn pull(
     Ok(Pulled { id: rec.id, repo_digest, updated })
 }
 
+/// The tags of `r`'s repository (`docker pull -a`), following `Link` pages.
+pub async fn list_tags(regs: Arc<Registries>, r: &Reference, creds: Option<Credentials>) -> Result<Vec<String>> {
+    let host = api_host(r.domain()).to_owned();
+    let s = Session::new(&regs, &host, None, r.path(), creds, Vec::new()).await?;
+    let mut url = s.url("tags/list?n=1000");
+    let mut tags = Vec::new();
+    loop {
+        let resp = s.get(&url, &|b| b).await.map_err(|e| denied(r, e))?;
+        if !resp.status().is_success() {
+            let (status, _, text) = error_text(resp).await;
+            return Err(match status {
+                StatusCode::NOT_FOUND => {
+                    RemoteError::NotFound(format!("repository {} not found: {text}", r.familiar_name()))
+                }
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => denied(r, RemoteError::Unauthorized(text)),
+                _ => RemoteError::Http { method: "GET".into(), url, message: text },
+            });
+        }
+        let next = resp
+            .headers()
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| l.split_once('<').and_then(|(_, rest)| rest.split_once('>')).map(|(u, _)| u.to_owned()));
+        let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap_or_default())
+            .map_err(|e| RemoteError::Invalid(format!("tags of {}: {e}", r.familiar_name())))?;
+        tags.extend(
+            v.get("tags").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_owned),
+        );
+        match next {
+            Some(n) if n.starts_with('/') => url = format!("{}{n}", s.base),
+            Some(n) => url = n,
+            None => break,
+        }
+    }
+    Ok(tags)
+}
+
 /// The config blob: from the content store when present, else fetched and verified.
 async fn fetch_config(s: &Session, store: &Arc<ImageStore>, d: &Desc) -> Result<Vec<u8>> {
     if store.content().exists(&d.digest)
