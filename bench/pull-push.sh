@@ -66,6 +66,11 @@ seed() { # repo name
 }
 seed bench/a a
 seed bench/b b
+# Pushes go to a second, empty registry: nothing to mount, every blob uploaded.
+REG2=127.0.0.1:$(free_port)
+"$BERTH" registry serve --addr "$REG2" --root "$WORK/registry2" 2>"$WORK/registry2.log" &
+PIDS+=($!)
+wait_http "http://$REG2/v2/"
 
 # run_engine NAME CLI...: prints "cold_pull warm_pull cold_push warm_push" in seconds.
 run_engine() {
@@ -73,9 +78,9 @@ run_engine() {
   local t0 t1 t2 t3 t4 t5 t6
   t0=$(now); "$@" pull -q "$REG/bench/a:1" >/dev/null; t1=$(now)
   "$@" pull -q "$REG/bench/b:1" >/dev/null; t2=$(now)
-  "$@" tag "$REG/bench/a:1" "$REG/push-$name/a:1"
-  t3=$(now); "$@" push "$REG/push-$name/a:1" >/dev/null; t4=$(now)
-  "$@" push "$REG/push-$name/a:1" >/dev/null; t5=$(now)
+  "$@" tag "$REG/bench/a:1" "$REG2/push-$name/a:1"
+  t3=$(now); "$@" push "$REG2/push-$name/a:1" >/dev/null; t4=$(now)
+  "$@" push "$REG2/push-$name/a:1" >/dev/null; t5=$(now)
   echo "$(secs "$t0" "$t1") $(secs "$t1" "$t2") $(secs "$t3" "$t4") $(secs "$t4" "$t5")"
 }
 
@@ -89,12 +94,15 @@ B=$(run_engine berth "$BERTH" -H "unix://$WORK/b/s.sock")
 D="not installed"
 if command -v dockerd >/dev/null && command -v docker >/dev/null; then
   mkdir -p "$WORK/d"
+  echo '{}' > "$WORK/d/daemon.json"
   dockerd --data-root "$WORK/d/data" --exec-root "$WORK/d/run" -H "unix://$WORK/d/s.sock" --pidfile "$WORK/d/pid" \
     --bridge=none --iptables=false --ip-masq=false --ip-forward=false --containerd-namespace bpp --containerd-plugins-namespace bpp-p \
-    --config-file /dev/null >"$WORK/d/log" 2>&1 &
+    --config-file "$WORK/d/daemon.json" >"$WORK/d/log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 400); do docker -H "unix://$WORK/d/s.sock" info >/dev/null 2>&1 && break; sleep 0.05; done
   D=$(DOCKER_CONFIG=$WORK/d/cfg run_engine docker docker -H "unix://$WORK/d/s.sock")
+  kill "$(cat "$WORK/d/pid")" 2>/dev/null || true
+  for _ in $(seq 200); do [ -e "$WORK/d/pid" ] || break; sleep 0.05; done
 fi
 
 {
