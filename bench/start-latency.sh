@@ -13,6 +13,8 @@ cleanup() {
   [ -n "${DPID:-}" ] && kill -TERM "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
   grep " $W" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
   rm -rf "$W"
+  ip link del "btlat$$" 2>/dev/null
+  nft delete table ip "berth_btlat$$" 2>/dev/null
   for d in /sys/fs/cgroup/*/berth; do rmdir "$d" 2>/dev/null; done
 }
 trap cleanup EXIT
@@ -33,7 +35,9 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 mkdir -p "$W/bundle/rootfs" && tar -C "$W/bundle/rootfs" -xf "$W/busybox.tar"
 
 # berth
-"$BERTH" daemon --data-root "$W/berth" --exec-root "$W/berth-run" -H "unix://$W/berth.sock" --config-file /dev/null 2>"$W/berth.log" &
+# Its own default bridge (removed below), so a bench never touches berth0 or its firewall table.
+echo "{\"bridge\": \"btlat$$\"}" > "$W/daemon.json"
+"$BERTH" daemon --data-root "$W/berth" --exec-root "$W/berth-run" -H "unix://$W/berth.sock" --config-file "$W/daemon.json" 2>"$W/berth.log" &
 BPID=$!
 export DOCKER_HOST="unix://$W/berth.sock"
 for _ in $(seq 100); do "$BERTH" version >/dev/null 2>&1 && break; sleep 0.05; done

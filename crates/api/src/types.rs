@@ -140,8 +140,35 @@ pub struct HostConfig {
     pub log_config: LogConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub console_size: Option<Vec<u16>>,
+    /// `-p`: `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`.
+    #[serde(deserialize_with = "nullable_ports")]
+    pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
+    pub publish_all_ports: bool,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub links: Vec<String>,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub dns: Vec<String>,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub dns_search: Vec<String>,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub dns_options: Vec<String>,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub extra_hosts: Vec<String>,
     #[serde(flatten)]
     pub extra: Map,
+}
+
+/// One host side of a published port.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    pub host_ip: String,
+    pub host_port: String,
+}
+
+fn nullable_ports<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<PortBinding>>, D::Error> {
+    let m = Option::<BTreeMap<String, Option<Vec<PortBinding>>>>::deserialize(d)?.unwrap_or_default();
+    Ok(m.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect())
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -314,3 +314,201 @@ fn root_healthchecks_turn_healthy_then_unhealthy() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("WHAT"), "{body}");
 }
+
+#[test]
+fn root_docker_cli_inside_a_container_drives_the_host_daemon() {
+    if !can_run() {
+        return;
+    }
+    let Some(docker) = common::docker_cli() else { return };
+    let Ok(cli) = which(docker) else { return };
+    let d = Daemon::start();
+    let sock = format!("{}:/var/run/docker.sock", d.socket().display());
+    let bin = format!("{}:/usr/local/bin/docker:ro", cli.display());
+    let run = |script: &str| {
+        d.berth(&["run", "--rm", "-v", &sock, "-v", &bin, "-e", "DOCKER_CONFIG=/tmp/dc", "busybox", "sh", "-c", script])
+    };
+    // List: the container sees itself among the host daemon's containers.
+    let o = run("docker ps --format '{{.Image}} {{.Status}}'");
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("busybox Up"), "{}", stdout(&o));
+    // Run: a sibling container on the host daemon.
+    let o = run("docker run --rm --name sibling busybox echo from a sibling");
+    assert_eq!(stdout(&o), "from a sibling\n", "{}", stderr(&o));
+    let o = run("docker version --format '{{.Server.Version}}'");
+    assert_eq!(stdout(&o).trim(), env!("CARGO_PKG_VERSION"), "{}", stderr(&o));
+}
+
+/// The path of a program on PATH.
+fn which(p: &str) -> Result<std::path::PathBuf, ()> {
+    if p.contains('/') {
+        return Ok(p.into());
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|v| std::env::split_paths(&v).collect::<Vec<_>>())
+        .map(|d| d.join(p))
+        .find(|c| c.is_file())
+        .ok_or(())
+}
+
+#[test]
+fn root_berth_daemon_inside_a_privileged_container() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/dind-rootfs.sh");
+    let tar = Command::new("sh").arg(&script).arg(common::BERTH).output().expect("dind-rootfs.sh");
+    assert!(tar.status.success(), "{}", String::from_utf8_lossy(&tar.stderr));
+    let o = d.berth_stdin(&["import", "-c", r#"CMD ["berth", "daemon"]"#, "-", "berth-dind:test"], &tar.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let busybox = std::fs::read(common::busybox_tar()).expect("busybox tar");
+    let start_dind = || {
+        // The data root on a volume: overlayfs is not stacked on the container's overlayfs.
+        let o = d.berth(&[
+            "run",
+            "-d",
+            "--privileged",
+            "--name",
+            "dind",
+            "-v",
+            "dind-data:/var/lib/berth",
+            "berth-dind:test",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !d.berth(&["exec", "dind", "berth", "version"]).status.success() {
+            assert!(Instant::now() < deadline, "inner daemon never answered: {}", stdout(&d.berth(&["logs", "dind"])));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    start_dind();
+    let o = d.berth_stdin(
+        &["exec", "-i", "dind", "berth", "import", "-c", r#"CMD ["sh"]"#, "-", "busybox:latest"],
+        &busybox,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = d.berth(&[
+        "exec",
+        "dind",
+        "berth",
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo inner; grep Seccomp: /proc/self/status",
+    ]);
+    assert_eq!(stdout(&o), "inner\nSeccomp:\t2\n", "{}", stderr(&o));
+    let outer = d.inspect("dind")["Id"].as_str().expect("id").to_owned();
+    assert!(d.berth(&["rm", "-f", "dind"]).status.success());
+    // Nothing of the inner containers' cgroups is left under the outer one.
+    let left: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|h| h.path().join("berth").join(&outer))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // The inner daemon's images live on the volume: a new DinD container still has busybox.
+    start_dind();
+    let o = d.berth(&["exec", "dind", "berth", "images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(stdout(&o).trim(), "busybox:latest", "{}", stderr(&o));
+    assert!(d.berth(&["rm", "-f", "dind"]).status.success());
+}
+
+#[test]
+fn root_stop_signal_timeout_and_image_stopsignal() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    let trap = "trap 'echo got $SIG; exit 7' $SIG; echo ready; while true; do sleep 0.1; done";
+    let ready = |name: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !stdout(&d.berth(&["logs", name])).contains("ready") {
+            assert!(Instant::now() < deadline, "{name} never got ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // --stop-signal: stop sends it (and the process may exit its own way).
+    let o = d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "usr1",
+        "--stop-signal",
+        "USR1",
+        "-e",
+        "SIG=USR1",
+        "busybox",
+        "sh",
+        "-c",
+        trap,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    ready("usr1");
+    assert!(d.berth(&["stop", "usr1"]).status.success());
+    assert_eq!(d.inspect("usr1")["State"]["ExitCode"], 7);
+    assert!(stdout(&d.berth(&["logs", "usr1"])).contains("got USR1"));
+    // STOPSIGNAL from the image, overridable per container.
+    let tar = std::fs::read(common::busybox_tar()).expect("tar");
+    assert!(d.berth_stdin(&["import", "-c", "STOPSIGNAL SIGUSR2", "-", "usr2:img"], &tar).status.success());
+    let o = d.berth(&["run", "-d", "--name", "usr2", "-e", "SIG=USR2", "usr2:img", "sh", "-c", trap]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(d.inspect("usr2")["Config"]["StopSignal"], "SIGUSR2");
+    ready("usr2");
+    let stop = match d.docker(&["stop", "usr2"]) {
+        Some(o) => o,
+        None => d.berth(&["stop", "usr2"]),
+    };
+    assert!(stop.status.success(), "{}", stderr(&stop));
+    assert_eq!(d.inspect("usr2")["State"]["ExitCode"], 7);
+    // --stop-timeout: a process that ignores the signal is killed after it (no -t given).
+    let since = (chrono::Utc::now().timestamp() - 1).to_string();
+    let o = d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "deaf",
+        "--stop-timeout",
+        "1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap '' TERM; echo ready; sleep 60",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    ready("deaf");
+    assert!(d.berth(&["stop", "deaf"]).status.success());
+    assert_eq!(d.inspect("deaf")["State"]["ExitCode"], 137);
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    let o = d.berth(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "container=deaf",
+        "--filter",
+        "event=kill",
+    ]);
+    let signals: Vec<String> = stdout(&o)
+        .lines()
+        .filter_map(|l| l.split("signal=").nth(1))
+        .map(|s| s.trim_end_matches(')').to_owned())
+        .collect();
+    assert_eq!(signals, ["15", "9"], "{}", stdout(&o));
+    // kill -s with a name, a number, and a bad one.
+    let o = d.berth(&["run", "-d", "--name", "hup", "-e", "SIG=HUP", "busybox", "sh", "-c", trap]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    ready("hup");
+    assert!(d.berth(&["kill", "-s", "SIGHUP", "hup"]).status.success());
+    let o = d.berth(&["wait", "hup"]);
+    assert_eq!(stdout(&o), "7\n");
+    let o = d.berth(&["kill", "-s", "NOPE", "usr1"]);
+    assert!(!o.status.success() && stderr(&o).contains("NOPE"), "{}", stderr(&o));
+}

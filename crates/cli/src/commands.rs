@@ -170,6 +170,17 @@ pub async fn dispatch(c: &Client, cmd: Command) -> i32 {
             }
         }
         Command::History(a) => history(c, a).await,
+        Command::Network(n) => crate::network::network(c, n).await,
+        Command::Port(a) => crate::network::port(c, a).await,
+        Command::Volume(v) => crate::volume::run(c, v).await,
+        Command::Cp(a) => crate::files::cp(c, a).await,
+        Command::Save(a) => crate::files::save(c, a).await,
+        Command::Load(a) => crate::files::load(c, a).await,
+        Command::Export(a) => crate::files::export(c, a).await,
+        Command::System(s) => crate::disk::system(c, s).await,
+        Command::Image(crate::disk::PruneOnly::Prune(a)) => crate::disk::prune(c, "image", a).await,
+        Command::Container(crate::disk::PruneOnly::Prune(a)) => crate::disk::prune(c, "container", a).await,
+        Command::Builder(crate::disk::PruneOnly::Prune(a)) => crate::disk::prune(c, "builder", a).await,
         Command::Version => version(c).await,
         Command::Info => info(c).await,
         Command::Daemon => {
@@ -308,7 +319,29 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
         let (k, v) = s.split_once('=').ok_or_else(|| format!("invalid sysctl value: {s}"))?;
         sysctls.insert(k.to_owned(), v.to_owned());
     }
+    let mut extra = api::types::Map::new();
+    if !a.mount.is_empty() {
+        let m: Vec<Value> = a.mount.iter().map(|m| crate::volume::parse_mount(m)).collect::<Result<_, _>>()?;
+        extra.insert("Mounts".into(), Value::Array(m));
+    }
+    if !a.volumes_from.is_empty() {
+        extra.insert("VolumesFrom".into(), serde_json::json!(a.volumes_from));
+    }
+    let log_config = api::types::LogConfig {
+        kind: a.log_driver.clone().unwrap_or_default(),
+        config: a
+            .log_opt
+            .iter()
+            .map(|o| {
+                o.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .ok_or_else(|| format!("invalid log opt: {o}"))
+            })
+            .collect::<Result<_, _>>()?,
+    };
     let host = HostConfig {
+        binds: a.volumes.clone(),
+        log_config,
         restart_policy: a.restart.as_deref().map(restart_policy).transpose()?.unwrap_or_default(),
         network_mode: a.network.clone().unwrap_or_else(|| "default".into()),
         auto_remove: a.rm,
@@ -319,7 +352,7 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
         tmpfs,
         ulimits,
         sysctls,
-        security_opt: a.security_opt.clone(),
+        security_opt: security_opts(&a.security_opt)?,
         readonly_rootfs: a.read_only,
         memory: r.memory.unwrap_or(0),
         memory_swap: r.memory_swap.unwrap_or(0),
@@ -335,7 +368,10 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
         console_size: console,
         ..Default::default()
     };
-    Ok(ContainerConfig {
+    let mut host = host;
+    // Mounts and VolumesFrom travel as the API spells them (HostConfig keeps them in `extra`).
+    host.extra.extend(extra);
+    let mut cfg = ContainerConfig {
         hostname: a.hostname.clone().unwrap_or_default(),
         user: a.user.clone().unwrap_or_default(),
         attach_stdin: a.interactive && !a.detach,
@@ -355,7 +391,9 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
         healthcheck: healthcheck(&a.health)?,
         host_config: Some(host),
         ..Default::default()
-    })
+    };
+    crate::network::apply(&a.net, a.network.as_deref(), &mut cfg)?;
+    Ok(cfg)
 }
 
 /// docker's exit code for a failed start: 126 cannot run, 127 not found, else 125.
@@ -659,7 +697,7 @@ async fn ps(c: &Client, a: PsArgs) -> i32 {
         let id = if a.no_trunc { s.id.clone() } else { short_id(&s.id) };
         let cmd = if a.no_trunc { format!("\"{}\"", s.command) } else { format!("\"{}\"", ellipsis(&s.command, 20)) };
         let names = s.names.iter().map(|n| n.trim_start_matches('/')).collect::<Vec<_>>().join(",");
-        (id, s.image.clone(), cmd, ago(s.created), s.status.clone(), String::new(), names)
+        (id, s.image.clone(), cmd, ago(s.created), s.status.clone(), crate::network::format_ports(&s.ports), names)
     };
     if let Some(f) = &a.format {
         let rows: Vec<Value> = list
@@ -782,6 +820,12 @@ async fn inspect(c: &Client, names: Vec<String>, format: Option<String>, kind: O
         if found.is_none()
             && kind.as_deref() != Some("container")
             && let Ok(v) = c.get::<Value>(&format!("/images/{n}/json")).await
+        {
+            found = Some(v);
+        }
+        if found.is_none()
+            && matches!(kind.as_deref(), None | Some("network"))
+            && let Ok(v) = c.get::<Value>(&format!("/networks/{}", enc(n))).await
         {
             found = Some(v);
         }
@@ -1119,6 +1163,20 @@ async fn update(c: &Client, a: crate::UpdateArgs) -> i32 {
         }
     })
     .await
+}
+
+/// `--security-opt`, with `seccomp=FILE` replaced by the file's content, as docker sends it.
+fn security_opts(opts: &[String]) -> Result<Vec<String>, String> {
+    opts.iter()
+        .map(|o| match o.split_once(['=', ':']) {
+            Some(("seccomp", v)) if v != "unconfined" && !v.trim_start().starts_with('{') => {
+                let text =
+                    std::fs::read_to_string(v).map_err(|e| format!("opening seccomp profile ({v}) failed: {e}"))?;
+                Ok(format!("seccomp={text}"))
+            }
+            _ => Ok(o.clone()),
+        })
+        .collect()
 }
 
 /// `--restart no|always|unless-stopped|on-failure[:N]`.

@@ -7,10 +7,14 @@
 
 pub mod commands;
 pub mod credentials;
+pub mod disk;
 pub mod distribution;
 pub mod events;
+pub mod files;
 pub mod fmt;
+pub mod network;
 pub mod stream;
+pub mod volume;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -84,6 +88,34 @@ pub enum Command {
     Login(distribution::LoginArgs),
     /// Log out from a registry
     Logout { server: Option<String> },
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
+    /// List port mappings or a specific mapping for the container
+    Port(network::PortArgs),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume::VolumeCmd),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(files::CpArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(files::SaveArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(files::LoadArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(files::ExportArgs),
+    /// Manage berth (disk usage, prune)
+    #[command(subcommand)]
+    System(disk::SystemCmd),
+    /// Manage images (prune)
+    #[command(subcommand)]
+    Image(disk::PruneOnly),
+    /// Manage containers (prune)
+    #[command(subcommand)]
+    Container(disk::PruneOnly),
+    /// Manage builds (prune)
+    #[command(subcommand)]
+    Builder(disk::PruneOnly),
     /// Show the berth version information
     Version,
     /// Display system-wide information
@@ -171,6 +203,8 @@ pub struct RunArgs {
     /// Connect a container to a network
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
+    #[command(flatten)]
+    pub net: network::NetRunArgs,
     /// Signal to stop the container
     #[arg(long)]
     pub stop_signal: Option<String>,
@@ -183,6 +217,21 @@ pub struct RunArgs {
     /// Size of /dev/shm
     #[arg(long)]
     pub shm_size: Option<String>,
+    /// Bind mount a volume (SRC:DST[:OPTS], NAME:DST, or DST for an anonymous volume)
+    #[arg(short = 'v', long = "volume")]
+    pub volumes: Vec<String>,
+    /// Attach a filesystem mount to the container (type=bind|volume|tmpfs,source=,target=,…)
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Mount volumes from the specified container(s) (CONTAINER[:ro|rw])
+    #[arg(long)]
+    pub volumes_from: Vec<String>,
+    /// Logging driver for the container (json-file, local, none)
+    #[arg(long)]
+    pub log_driver: Option<String>,
+    /// Log driver options (max-size=10m, max-file=3)
+    #[arg(long)]
+    pub log_opt: Vec<String>,
     /// Restart policy to apply when a container exits (no, always, unless-stopped, on-failure[:N])
     #[arg(long)]
     pub restart: Option<String>,

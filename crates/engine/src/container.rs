@@ -93,6 +93,9 @@ pub struct Record {
     pub config: ContainerConfig,
     pub host_config: HostConfig,
     pub state: State,
+    /// Binds, volumes and tmpfs mounts, decided at create.
+    #[serde(default)]
+    pub mounts: Vec<crate::volumes::MountPoint>,
 }
 
 /// A pending attach, waiting for the container to start: the start handler connects it to

@@ -34,6 +34,14 @@ pub struct DaemonJson {
     pub certs_dir: Option<PathBuf>,
     pub max_concurrent_downloads: Option<usize>,
     pub max_concurrent_uploads: Option<usize>,
+    pub log_driver: Option<String>,
+    pub log_opts: std::collections::BTreeMap<String, String>,
+    /// The default bridge's name (`berth0`).
+    pub bridge: Option<String>,
+    /// The default bridge's gateway address and prefix.
+    pub bip: Option<String>,
+    pub default_address_pools: Vec<PoolJson>,
+    pub dns: Vec<String>,
 }
 
 impl DaemonJson {
@@ -49,6 +57,52 @@ impl DaemonJson {
             max_uploads: self.max_concurrent_uploads.filter(|n| *n > 0).unwrap_or(d.max_uploads),
         }
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PoolJson {
+    pub base: String,
+    pub size: u8,
+}
+
+/// The networking part of daemon.json, checked.
+fn net_settings(json: &DaemonJson) -> Result<crate::network::NetSettings> {
+    let mut s = crate::network::NetSettings::default();
+    if let Some(b) = &json.bridge {
+        if b.is_empty() || b.len() > 15 || b.contains(['/', ' ']) || b == "none" {
+            return Err(EngineError::BadRequest(format!("invalid daemon configuration: bridge name `{b}`")));
+        }
+        s.bridge = b.clone();
+    }
+    if let Some(bip) = &json.bip {
+        network::subnet::Subnet::parse_cidr(bip)
+            .map_err(|e| EngineError::BadRequest(format!("invalid daemon configuration: bip: {e}")))?;
+        s.bip = Some(bip.clone());
+    }
+    if !json.default_address_pools.is_empty() {
+        s.pools = json
+            .default_address_pools
+            .iter()
+            .map(|p| {
+                let base = network::subnet::Subnet::parse(&p.base).map_err(|e| {
+                    EngineError::BadRequest(format!("invalid daemon configuration: default-address-pools: {e}"))
+                })?;
+                if p.size < base.prefix || p.size > 30 {
+                    return Err(EngineError::BadRequest(format!(
+                        "invalid daemon configuration: default-address-pools: size {} does not fit base {}",
+                        p.size, p.base
+                    )));
+                }
+                Ok(network::subnet::Pool { base, size: p.size })
+            })
+            .collect::<Result<_>>()?;
+    }
+    for d in &json.dns {
+        s.dns
+            .push(d.parse().map_err(|_| EngineError::BadRequest(format!("invalid daemon configuration: dns: `{d}`")))?);
+    }
+    Ok(s)
 }
 
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/berth";
@@ -111,7 +165,12 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
     let settings = crate::engine::Settings {
         init_path: json.init_path.clone(),
         registry: json.registry_config(&opts.config_file),
+        net: net_settings(&json)?,
+        log_driver: json.log_driver.clone(),
+        log_opts: json.log_opts.clone(),
     };
+    // A bad default log configuration is refused now, not at the first `run`.
+    crate::logs::fill_log_config(&mut api::types::HostConfig::default(), &settings)?;
     let engine = Engine::open(Paths { data_root: data_root.clone(), exec_root }, settings).await?;
     let app = crate::http::router(engine);
     // The version prefix is stripped before routing, so one route table serves `/v1.45/…` and `/…`.

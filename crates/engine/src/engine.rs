@@ -55,6 +55,10 @@ pub struct Settings {
     pub init_path: Option<PathBuf>,
     /// Registries: insecure ones, mirrors, CA certificates, parallel transfers.
     pub registry: image::remote::RegistryConfig,
+    pub net: crate::network::NetSettings,
+    /// daemon.json `log-driver` and `log-opts`: the defaults of new containers.
+    pub log_driver: Option<String>,
+    pub log_opts: std::collections::BTreeMap<String, String>,
 }
 
 pub struct Engine {
@@ -63,6 +67,8 @@ pub struct Engine {
     pub images: Arc<ImageStore>,
     /// The registry client's shared state (HTTP clients, tokens).
     pub registries: Arc<image::remote::Registries>,
+    pub net: Arc<crate::network::Networks>,
+    pub volumes: Arc<crate::volumes::Volumes>,
     db: Mutex<Connection>,
     containers: RwLock<HashMap<String, Arc<Container>>>,
     pub(crate) execs: Mutex<HashMap<String, Arc<Exec>>>,
@@ -84,6 +90,7 @@ impl Engine {
         let root = paths.data_root.clone();
         let images =
             tokio::task::spawn_blocking(move || ImageStore::open(&root)).await.map_err(EngineError::internal)??;
+        let volumes = Arc::new(crate::volumes::Volumes::open(&paths.data_root)?);
         let db = image::store::open_db(&paths.data_root)?;
         db.execute_batch("CREATE TABLE IF NOT EXISTS containers (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL);")?;
         let records: Vec<(String, String)> = {
@@ -91,12 +98,18 @@ impl Engine {
             st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
         };
         let registries = Arc::new(image::remote::Registries::new(settings.registry.clone()));
+        let (root, ns, rt) = (paths.data_root.clone(), settings.net.clone(), tokio::runtime::Handle::current());
+        let net = tokio::task::spawn_blocking(move || crate::network::Networks::open(&root, ns, rt))
+            .await
+            .map_err(EngineError::internal)??;
         let events = crate::events::Events::open(&paths.data_root);
         let engine = Arc::new(Engine {
             paths,
             settings,
             registries,
             images: Arc::new(images),
+            net,
+            volumes,
             db: Mutex::new(db),
             containers: RwLock::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
@@ -116,6 +129,11 @@ impl Engine {
         for c in all {
             engine.restore(c).await;
         }
+        engine.sweep_at_start().await;
+        let running: Vec<(String, Record)> =
+            engine.list().iter().filter(|c| c.status().is_live()).map(|c| (c.id.clone(), c.snapshot())).collect();
+        let (net, paths) = (engine.net.clone(), engine.paths.clone());
+        tokio::task::spawn_blocking(move || net.restore(&running, &paths)).await.map_err(EngineError::internal)?;
         engine.restart_on_boot().await;
         Ok(engine)
     }

@@ -10,6 +10,14 @@ pub enum EngineError {
     NoSuchContainer(String),
     #[error("No such exec instance: {0}")]
     NoSuchExec(String),
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
+    #[error("get {0}: no such volume")]
+    NoSuchVolume(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("Container {0} is not running")]
     NotRunning(String),
     #[error("Container {0} is paused, unpause the container before stopping or killing")]
@@ -39,7 +47,12 @@ pub enum EngineError {
 impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EngineError::NoSuchContainer(_) | EngineError::NoSuchExec(_) => ErrorKind::NotFound,
+            EngineError::NoSuchContainer(_)
+            | EngineError::NoSuchExec(_)
+            | EngineError::NoSuchNetwork(_)
+            | EngineError::NoSuchVolume(_)
+            | EngineError::NotFound(_) => ErrorKind::NotFound,
+            EngineError::Forbidden(_) => ErrorKind::Forbidden,
             EngineError::NotRunning(_) | EngineError::Paused(_) | EngineError::Conflict(_) => ErrorKind::Conflict,
             EngineError::BadRequest(_) => ErrorKind::InvalidArgument,
             EngineError::Unsupported(_) => ErrorKind::Unsupported,

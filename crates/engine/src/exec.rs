@@ -140,6 +140,9 @@ impl Engine {
             } else {
                 "/".into()
             };
+            // libcontainer runs an exec'd process without the container's seccomp filter: the
+            // shim's executor loads it, as for the container's first process.
+            let seccomp = crate::lifecycle::seccomp_bpf(&paths, &rec.host_config)?;
             let p = ProcessSpec {
                 args: cfg.cmd.clone(),
                 env,
@@ -151,6 +154,7 @@ impl Engine {
                 no_new_privileges: false,
                 cap_add: rec.host_config.cap_add.clone(),
                 cap_drop: rec.host_config.cap_drop.clone(),
+                seccomp: seccomp.is_some(),
             };
             std::fs::create_dir_all(&exec_dir)
                 .map_err(|e| EngineError::Internal(format!("create `{}`: {e}", exec_dir.display())))?;
@@ -166,11 +170,13 @@ impl Engine {
                 socket: paths.shim_socket(&eid),
                 console_socket: paths.console_socket(&eid),
                 log: None,
+                log_rotate: None,
                 exit_file: exec_dir.join(format!("{eid}.exit")),
                 tty,
                 stdin: cfg.attach_stdin,
                 stdin_once: true,
                 cgroup: None,
+                seccomp,
             })
         })
         .await

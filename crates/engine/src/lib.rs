@@ -7,12 +7,18 @@
 //!   (create, start, stop, kill, pause, remove, wait) and what happens on exit.
 //! - [`events`] records every action (Docker's event JSON) and streams it to `GET /events`.
 //! - [`shim`] spawns and talks to the per-container shims (see `runtime::shim`).
+//! - [`network`] keeps networks and container endpoints (bridge, IPAM, ports, DNS).
 //! - [`http`] maps routes to those verbs; [`error`] maps every error kind to an HTTP status
 //!   in one match.
+//! - [`volumes`] keeps volumes and decides a container's mounts; [`archive`] reads and writes
+//!   a container's files (`cp`, `export`); [`disk`] is `system df`, the prunes and the sweep
+//!   of what a crash left at start.
 //! - [`daemon`] is the process: options, the data-root lock, the socket, signals.
 
+pub mod archive;
 pub mod container;
 pub mod daemon;
+pub mod disk;
 pub mod engine;
 pub mod error;
 pub mod events;
@@ -21,7 +27,9 @@ pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod logs;
+pub mod network;
 pub mod restart;
 pub mod shim;
+pub mod volumes;
 
 pub use daemon::{DaemonOptions, run};

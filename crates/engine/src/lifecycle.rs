@@ -75,6 +75,41 @@ fn merge_config(mut cfg: ContainerConfig, image: &Value) -> ContainerConfig {
     cfg
 }
 
+/// The seccomp filter a container runs under, compiled (once per profile and capability set)
+/// into a BPF file under the exec root: none when privileged or `seccomp=unconfined`, else the
+/// profile the client sent (docker reads `seccomp=FILE` and sends the file's content) or
+/// berth's default.
+pub(crate) fn seccomp_bpf(paths: &crate::engine::Paths, h: &HostConfig) -> Result<Option<std::path::PathBuf>> {
+    let Some((profile, caps)) = seccomp_profile(h)? else { return Ok(None) };
+    runtime::seccomp::bpf_file(&paths.exec_root.join("seccomp"), profile, &caps)
+        .map(Some)
+        .map_err(|e| EngineError::BadRequest(format!("--security-opt {e}")))
+}
+
+/// The profile text (None: the default) and capabilities, or None when unconfined.
+fn seccomp_profile(h: &HostConfig) -> Result<Option<(Option<&str>, Vec<String>)>> {
+    let mut profile = None;
+    for opt in &h.security_opt {
+        if let Some(v) = opt.strip_prefix("seccomp=").or_else(|| opt.strip_prefix("seccomp:")) {
+            profile = Some(v);
+        }
+    }
+    if h.privileged || profile == Some("unconfined") {
+        return Ok(None);
+    }
+    if let Some(p) = profile
+        && !p.trim_start().starts_with('{')
+    {
+        return Err(EngineError::BadRequest(format!(
+            "--security-opt seccomp: `{p}` is neither `unconfined` nor a JSON profile (the client sends the content of the profile file)"
+        )));
+    }
+    let caps = runtime::spec::capabilities(false, &h.cap_add, &h.cap_drop).map_err(EngineError::BadRequest)?;
+    runtime::seccomp::oci_profile(profile, &caps)
+        .map_err(|e| EngineError::BadRequest(format!("--security-opt {e}")))?;
+    Ok(Some((profile, caps)))
+}
+
 /// Checks the limits in a HostConfig as Docker does, naming the option at fault.
 pub(crate) fn validate_host_config(h: &HostConfig) -> Result<()> {
     crate::restart::validate(&h.restart_policy, h.auto_remove)?;
@@ -143,21 +178,13 @@ pub(crate) fn validate_host_config(h: &HostConfig) -> Result<()> {
             ("no-new-privileges", None | Some("true") | Some("false")) => {}
             ("seccomp", Some("unconfined")) | ("apparmor", Some("unconfined")) | ("label", Some("disable")) => {}
             ("seccomp", Some(_)) => {
-                return Err(EngineError::Unsupported(
-                    "--security-opt seccomp=PROFILE: seccomp profiles are not supported yet".into(),
-                ));
+                seccomp_profile(h)?;
             }
             _ => return Err(EngineError::BadRequest(format!("invalid --security-opt: \"{opt}\""))),
         }
     }
     if h.cpu_shares < 0 {
         return Err(EngineError::BadRequest("invalid CPU shares: must be positive".into()));
-    }
-    match h.network_mode.as_str() {
-        "" | "default" | "none" | "bridge" | "host" => {}
-        other => {
-            return Err(EngineError::Unsupported(format!("network mode `{other}` is not supported yet")));
-        }
     }
     Ok(())
 }
@@ -254,6 +281,7 @@ impl Engine {
         let host = cfg.host_config.clone().unwrap_or_default();
         validate_host_config(&host)?;
         crate::health::validate(cfg.healthcheck.as_ref())?;
+        let netplan = self.net_plan(&host, cfg.networking_config.as_ref())?;
         let images = self.images.clone();
         let image_name = cfg.image.clone();
         let img =
@@ -276,6 +304,9 @@ impl Engine {
         if argv.is_empty() {
             return Err(EngineError::BadRequest("no command specified".into()));
         }
+        let mut host = host;
+        crate::logs::fill_log_config(&mut host, &self.settings)?;
+        let mounts = self.prepare_mounts(&cfg, &host)?;
         let id = new_id();
         if cfg.hostname.is_empty() {
             cfg.hostname = id[..12].to_owned();
@@ -302,6 +333,7 @@ impl Engine {
                 stopped_by_user: false,
                 health: None,
             },
+            mounts,
         };
         let dir = self.paths.container_dir(&id);
         tokio::fs::create_dir_all(&dir)
@@ -321,12 +353,15 @@ impl Engine {
                 Err(_) if random && attempt < 100 => attempt += 1,
                 Err(e) => {
                     let _ = tokio::fs::remove_dir_all(&dir).await;
+                    self.remove_anonymous_volumes(&rec.mounts);
                     return Err(e);
                 }
             }
         };
-        if let Err(e) = self.save(&c) {
+        if let Err(e) = self.save(&c).and_then(|_| self.net.insert(&c.id, &c.name(), netplan)) {
             self.forget(&c.id);
+            let _ = self.delete_record(&c.id);
+            self.remove_anonymous_volumes(&rec.mounts);
             let _ = tokio::fs::remove_dir_all(&dir).await;
             return Err(e);
         }
@@ -386,8 +421,11 @@ impl Engine {
         let id = rec.id.clone();
         let paths = self.paths.clone();
         let images = self.images.clone();
+        let volumes = self.volumes.clone();
         let image_id = rec.image.clone();
         let init = if rec.host_config.init == Some(true) { Some(self.init_binary()?) } else { None };
+        let (joined, links) = self.net_inputs(&rec)?;
+        let net = self.net.clone();
         let (spec, shim_cfg) = tokio::task::spawn_blocking(move || -> Result<(RunSpec, ShimConfig)> {
             let img = images.resolve(&image_id)?;
             let lowers = images.layer_dirs(&img)?;
@@ -397,18 +435,11 @@ impl Engine {
                 image::snapshot::mount_overlay(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
             }
             let user = runtime::user::resolve(&rootfs, &rec.config.user, &rec.host_config.group_add)?;
-            write_etc_files(&dir, &rec.config.hostname)?;
-            let netns = match rec.host_config.network_mode.as_str() {
-                "host" => None,
-                _ => {
-                    let p = paths.netns(&id);
-                    if !p.exists() {
-                        network::create_netns(&p)?;
-                    }
-                    Some(p)
-                }
-            };
-            let mut env = rec.config.env.clone();
+            let started = net.setup(&rec, &paths, joined.as_deref(), &links)?;
+            let netns = started.netns;
+            // Link variables first: the container's own environment wins.
+            let mut env = started.env;
+            env.extend(rec.config.env.iter().cloned());
             if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
                 env.push(format!("HOSTNAME={}", rec.config.hostname));
             }
@@ -423,6 +454,7 @@ impl Engine {
             for f in ["resolv.conf", "hostname", "hosts"] {
                 mounts.push(BindMount { source: dir.join(f), destination: format!("/etc/{f}"), readonly: false });
             }
+            let user_mounts = crate::volumes::setup_mounts(&volumes, &rec.mounts, &rootfs)?;
             // --init: a small init as PID 1 reaps zombies and forwards signals to the command.
             let mut args: Vec<String> = std::iter::once(rec.path.clone()).chain(rec.args.iter().cloned()).collect();
             if let Some(init) = &init {
@@ -434,6 +466,7 @@ impl Engine {
                 args.splice(0..0, ["/sbin/docker-init".to_owned(), "--".to_owned()]);
             }
             let console_size = h.console_size.as_ref().filter(|v| v.len() == 2 && v[0] > 0).map(|v| (v[0], v[1]));
+            let seccomp = seccomp_bpf(&paths, h)?;
             let spec = RunSpec {
                 process: ProcessSpec {
                     args,
@@ -448,6 +481,7 @@ impl Engine {
                     }),
                     cap_add: h.cap_add.clone(),
                     cap_drop: h.cap_drop.clone(),
+                    seccomp: seccomp.is_some(),
                 },
                 hostname: rec.config.hostname.clone(),
                 rootfs: rootfs.clone(),
@@ -466,6 +500,7 @@ impl Engine {
                     blkio_weight: h.blkio_weight,
                 },
                 mounts,
+                user_mounts,
                 shm_size: if h.shm_size > 0 { Some(h.shm_size) } else { None },
                 tmpfs: h.tmpfs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 rlimits: h
@@ -482,12 +517,14 @@ impl Engine {
                 runtime_root: paths.runtime_root(),
                 socket: paths.shim_socket(&id),
                 console_socket: paths.console_socket(&id),
-                log: Some(paths.log_path(&id)),
+                log: crate::logs::log_file(&paths, &id, &rec.host_config.log_config),
+                log_rotate: crate::logs::rotation(&rec.host_config.log_config)?,
                 exit_file: paths.exit_file(&id),
                 tty: rec.config.tty,
                 stdin: rec.config.open_stdin,
                 stdin_once: rec.config.stdin_once,
                 cgroup: Some(format!("/berth/{id}")),
+                seccomp,
             };
             let _ = std::fs::remove_file(&shim.exit_file);
             Ok((spec, shim))
@@ -521,6 +558,7 @@ impl Engine {
             r.state.oom_killed = false;
             r.state.stopped_by_user = false;
         }
+        self.volume_events(&c.id, &c.lock().mounts.clone(), "mount");
         self.save(c)?;
         self.monitor(c.clone());
         tracing::debug!(
@@ -554,16 +592,21 @@ impl Engine {
         let rootfs = self.paths.rootfs(&c.id);
         let netns = self.paths.netns(&c.id);
         let socket = self.paths.shim_socket(&c.id);
+        let (net, id) = (self.net.clone(), c.id.clone());
         let _ = tokio::task::spawn_blocking(move || {
             if let Err(e) = image::snapshot::unmount(&rootfs) {
                 tracing::warn!("{e}");
             }
+            net.teardown(&id);
             if let Err(e) = network::remove_netns(&netns) {
                 tracing::warn!("{e}");
             }
+            runtime::cgroups::remove_tree(&format!("/berth/{id}"));
             let _ = std::fs::remove_file(socket);
         })
         .await;
+        let mounts = c.lock().mounts.clone();
+        self.release_volumes(&c.id, &mounts);
     }
 
     pub(crate) async fn on_exit(self: &Arc<Self>, c: &Arc<Container>, exit: ExitStatus) {
@@ -603,8 +646,10 @@ impl Engine {
             let engine = self.clone();
             let c = c.clone();
             tokio::spawn(async move {
-                if let Err(e) = engine.remove(&c, false).await {
-                    tracing::error!("auto-remove {}: {e}", c.id);
+                let mounts = c.lock().mounts.clone();
+                match engine.remove(&c, false).await {
+                    Ok(()) => engine.remove_anonymous_volumes(&mounts),
+                    Err(e) => tracing::error!("auto-remove {}: {e}", c.id),
                 }
             });
         }
@@ -773,6 +818,7 @@ impl Engine {
         .await
         .map_err(EngineError::internal)??;
         self.delete_record(&c.id)?;
+        self.net.forget(&c.id);
         self.forget(&c.id);
         let execs: Vec<String> = std::mem::take(&mut *c.exec_ids.lock().unwrap_or_else(|p| p.into_inner()));
         {
@@ -845,37 +891,11 @@ impl Engine {
             )));
         }
         let old = std::mem::replace(&mut c.lock().state.name, new.to_owned());
+        self.net.rename(&c.id, new);
         self.save(c)?;
         self.container_event(c, "rename", vec![("oldName".into(), format!("/{old}"))]);
         Ok(())
     }
-}
-
-/// /etc/hosts, /etc/hostname and /etc/resolv.conf for a container.
-fn write_etc_files(dir: &std::path::Path, hostname: &str) -> Result<()> {
-    let w = |name: &str, data: String| {
-        let p = dir.join(name);
-        std::fs::write(&p, data).map_err(|e| EngineError::Internal(format!("write `{}`: {e}", p.display())))
-    };
-    w(
-        "hosts",
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_owned(),
-    )?;
-    w("hostname", format!("{hostname}\n"))?;
-    // The host's resolvers, less loopback ones that mean nothing inside the container.
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let mut out: Vec<&str> = host
-        .lines()
-        .filter(|l| {
-            let t = l.trim();
-            !(t.starts_with("nameserver") && (t.contains(" 127.") || t.contains(" ::1")))
-        })
-        .collect();
-    if !out.iter().any(|l| l.trim().starts_with("nameserver")) {
-        out.push("nameserver 8.8.8.8");
-        out.push("nameserver 8.8.4.4");
-    }
-    w("resolv.conf", out.join("\n") + "\n")
 }
 
 #[cfg(test)]

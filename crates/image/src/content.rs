@@ -107,11 +107,28 @@ impl ContentStore {
         }
     }
 
+    /// A new empty directory under `ingest/` for unpacking an upload (`load`); removed at
+    /// start if a crash leaves it.
+    pub fn scratch_dir(&self) -> Result<PathBuf, ImageError> {
+        let p = self.root.join("ingest").join(format!("dir-{}", random_hex(8)));
+        std::fs::create_dir_all(&p).map_err(io_err("create", &p))?;
+        Ok(p)
+    }
+
+    /// The directory holding the blobs (for the start-up sweep).
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs").join("sha256")
+    }
+
     /// Removes partial writes left by a crash.
     pub fn clean_ingest(&self) {
         if let Ok(rd) = std::fs::read_dir(self.root.join("ingest")) {
             for e in rd.flatten() {
-                let _ = std::fs::remove_file(e.path());
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                } else {
+                    let _ = std::fs::remove_file(e.path());
+                }
             }
         }
     }

@@ -3,7 +3,8 @@
 //! Docker's whiteouts become overlayfs ones: `.wh.NAME` a 0/0 character device `NAME`,
 //! `.wh..wh..opq` the `trusted.overlay.opaque=y` xattr on the directory. Entries whose path
 //! is absolute is made relative; an entry with a `..` component is refused, and the `tar`
-//! crate's `unpack_in` refuses to follow a symlink out of the target (CVE-2018-15664 class).
+//! crate's `unpack_in` refuses to follow a symlink out of the target (CVE-2018-15664 class) and a
+//! hard link to a file outside it. Device nodes are skipped.
 
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Read};
@@ -129,6 +130,12 @@ fn unpack<R: Read>(src: R, dest: &Path) -> Result<(), ImageError> {
             let target = dir.join(hidden);
             let _ = std::fs::remove_file(&target);
             mknod_whiteout(&target)?;
+            continue;
+        }
+        // Device nodes are never created from a layer: an image must not hand its containers
+        // a host device (a container's /dev is a tmpfs the runtime fills anyway).
+        let kind = entry.header().entry_type();
+        if kind.is_character_special() || kind.is_block_special() {
             continue;
         }
         if entry.header().entry_type().is_dir() {
@@ -258,6 +265,51 @@ mod tests {
         let e = apply(&b"this is not a tar archive at all"[..], d.path()).expect_err("garbage");
         assert!(matches!(e, ImageError::InvalidArchive(_)), "{e}");
         assert!(apply(&b""[..], d.path()).is_err());
+    }
+
+    #[test]
+    fn refuses_symlink_and_hardlink_escapes_and_skips_devices() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let outside = t.path().join("outside");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        std::fs::write(outside.join("secret"), b"s").expect("write");
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, "esc", &outside).expect("symlink");
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, "esc/pwned", &b"x"[..]).expect("through");
+        let d = t.path().join("d1");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        assert!(apply(&b.into_inner().expect("finish")[..], &d).is_err());
+        assert!(!outside.join("pwned").exists());
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_size(0);
+        h.set_mode(0o644);
+        b.append_link(&mut h, "hl", outside.join("secret")).expect("hardlink");
+        let d = t.path().join("d2");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        assert!(apply(&b.into_inner().expect("finish")[..], &d).is_err());
+        assert!(!d.join("hl").exists());
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Block);
+        h.set_size(0);
+        h.set_mode(0o600);
+        h.set_device_major(8).expect("major");
+        h.set_device_minor(0).expect("minor");
+        b.append_data(&mut h, "dev/sda", std::io::empty()).expect("device");
+        let d = t.path().join("d3");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        apply(&b.into_inner().expect("finish")[..], &d).expect("devices are skipped");
+        assert!(std::fs::symlink_metadata(d.join("dev/sda")).is_err());
     }
 
     #[test]

@@ -7,15 +7,21 @@
 //!   under a container's writable upper directory.
 //! - [`layer`]: applying a layer tar (plain, gzip or zstd) with Docker's whiteouts turned into
 //!   overlayfs ones, refusing entries that would land outside the target.
+//! - [`archive`]: tar of plain directories, unpacked safely (`cp`, the files of `load`);
+//!   [`transfer`]: `docker save`/`docker load` archives (docker-archive and OCI layout);
+//!   [`usage`]: disk usage as `du` counts it.
 //! - [`store::ImageStore`]: image records and tags in SQLite, import, lookup by id, prefix or
 //!   reference, tag/untag/delete, history, RepoDigests.
 //! - [`remote`]: the registry client — pull, push, login, token auth, mirrors.
 
+pub mod archive;
 pub mod content;
 pub mod layer;
 pub mod remote;
 pub mod snapshot;
 pub mod store;
+pub mod transfer;
+pub mod usage;
 
 use std::path::PathBuf;
 

@@ -41,6 +41,11 @@ impl Snapshots {
         Ok(Self { root })
     }
 
+    /// `snapshots/`: one directory per chain id (for the start-up sweep and disk usage).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The directory holding the layer's files.
     pub fn fs(&self, chain: &Digest) -> PathBuf {
         self.root.join(chain.hex()).join("fs")

@@ -197,7 +197,20 @@ impl ImageStore {
         parent: Option<Digest>,
     ) -> Result<ImageRecord, ImageError> {
         let config_bytes = serde_json::to_vec(&config).map_err(|e| ImageError::InvalidArchive(e.to_string()))?;
-        let id = self.content.put(&config_bytes)?;
+        self.create_raw(&config_bytes, layers, parent)
+    }
+
+    /// [`ImageStore::create`] from the config's bytes as received, so that the image id (their
+    /// digest) is the one the image had elsewhere (`load`, `pull`).
+    pub fn create_raw(
+        &self,
+        config_bytes: &[u8],
+        layers: Vec<LayerRecord>,
+        parent: Option<Digest>,
+    ) -> Result<ImageRecord, ImageError> {
+        let config: Value = serde_json::from_slice(config_bytes)
+            .map_err(|e| ImageError::InvalidArchive(format!("image config is not JSON: {e}")))?;
+        let id = self.content.put(config_bytes)?;
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": media_type::OCI_MANIFEST,

@@ -1,9 +1,24 @@
-//! berth's networking. For now: the per-container network namespace.
+//! berth's networking. Synchronous, no async runtime here.
+//!
+//! - namespaces (this file): a container's network namespace, pinned by a bind mount;
+//! - [`netlink`]: a small blocking rtnetlink client (bridges, veth pairs, addresses, routes);
+//! - [`endpoint`]: a network's bridge, and a container's veth pair in its namespace;
+//! - [`subnet`]: IPv4 subnets, the host's routes, Docker's default address pools;
+//! - [`nft`]: the daemon's one nftables table (masquerade, published ports, isolation);
+//! - [`ports`]: holding published host ports, so a taken one is refused before start;
+//! - [`dns`]: the DNS messages the embedded resolver reads and writes.
 //!
 //! A namespace is made on a short-lived thread (`unshare(CLONE_NEWNET)` affects only the
 //! calling thread), kept alive by a bind mount of `/proc/thread-self/ns/net` onto a file, as
 //! `ip netns add` does, and its loopback brought up with `SIOCSIFFLAGS`. The runtime joins it
-//! by path. Synchronous, no async runtime here.
+//! by path.
+
+pub mod dns;
+pub mod endpoint;
+pub mod netlink;
+pub mod nft;
+pub mod ports;
+pub mod subnet;
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +32,8 @@ pub enum NetworkError {
     CreateNetns { path: PathBuf, message: String },
     #[error("remove network namespace `{path}`: {message}")]
     RemoveNetns { path: PathBuf, message: String },
+    #[error("{op}: {message}")]
+    Setup { op: String, message: String },
 }
 
 impl NetworkError {
@@ -109,5 +126,64 @@ mod tests {
         remove_netns(&p).expect("remove netns");
         assert!(!p.exists());
         let _ = std::fs::remove_dir(&d);
+    }
+}
+
+#[cfg(test)]
+mod root_tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn root_bridge_veth_and_firewall() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let pid = std::process::id();
+        let br = format!("bnt{:x}", pid % 0xfffff);
+        let table = format!("berth_test_{pid}");
+        let subnet = subnet::Subnet::parse("10.213.7.0/24").expect("subnet");
+        let gw = Ipv4Addr::new(10, 213, 7, 1);
+        let d = tempfile::tempdir().expect("tempdir");
+        let ns = d.path().join("ns");
+        create_netns(&ns).expect("netns");
+        endpoint::ensure_bridge(&br, gw, subnet).expect("bridge");
+        let veth = endpoint::veth_name();
+        let ip = Ipv4Addr::new(10, 213, 7, 2);
+        let a = endpoint::Attach {
+            bridge: br.clone(),
+            host_veth: veth.clone(),
+            ifname: "eth0".into(),
+            ip,
+            prefix: 24,
+            mac: subnet::mac_for(ip),
+            gateway: Some(gw),
+        };
+        let dns = endpoint::attach(&ns, &[a], true).expect("attach");
+        assert!(dns.is_some());
+        assert!(endpoint::link_exists(&veth));
+        // The host reaches the container's address through the bridge: a TCP connection to
+        // the DNS listener inside the namespace would need 127.0.0.11, so check the route instead.
+        assert!(subnet::host_routes().contains(&subnet));
+        let rules = nft::Ruleset {
+            table: table.clone(),
+            bridges: vec![nft::BridgeRules { bridge: br.clone(), subnet, gateway: gw, internal: false }],
+            ports: vec![nft::PortRule {
+                host_ip: None,
+                host_port: 18080,
+                proto: "tcp".into(),
+                container_ip: ip,
+                container_port: 80,
+            }],
+        };
+        let applied = rules.apply();
+        let _ = nft::remove_table(&table);
+        endpoint::delete_link(&veth).expect("delete veth");
+        assert!(!endpoint::link_exists(&veth));
+        endpoint::delete_link(&br).expect("delete bridge");
+        remove_netns(&ns).expect("remove netns");
+        applied.expect("nft accepts the ruleset");
+        assert!(!endpoint::link_exists(&br));
     }
 }

@@ -16,6 +16,7 @@
 pub mod cgroups;
 pub mod libct;
 pub mod process;
+pub mod seccomp;
 pub mod shim;
 pub mod spec;
 pub mod user;

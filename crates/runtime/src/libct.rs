@@ -5,10 +5,14 @@
 //! with `__WALL`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use libcontainer::container::Container;
 use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::oci_spec::runtime::{Capability, Spec};
 use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::sys::signal::Signal;
 
 use crate::{Runtime, RuntimeError, Stdio};
@@ -16,11 +20,82 @@ use crate::{Runtime, RuntimeError, Stdio};
 /// libcontainer with its state under `root` (like `runc --root`).
 pub struct Libcontainer {
     root: PathBuf,
+    seccomp: Option<Arc<Vec<u8>>>,
+}
+
+/// Runs the process as libcontainer's default executor does, after loading a compiled seccomp
+/// program. libcontainer would compile the profile anew in every container's init, and runs
+/// exec'd processes without one at all; this loads the program compiled once by the daemon
+/// into both. It runs after libcontainer has set the capabilities: CAP_SYS_ADMIN was kept
+/// effective (never in the bounding set) for this step and is dropped right after, so the
+/// process execs with exactly its own capabilities and cannot regain it.
+#[derive(Clone)]
+struct SeccompExecutor {
+    bpf: Arc<Vec<u8>>,
+}
+
+impl Executor for SeccompExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        crate::seccomp::install(&self.bpf).map_err(ExecutorError::Other)?;
+        let keep = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().as_ref())
+            .and_then(|c| c.bounding().as_ref())
+            .is_some_and(|b| b.contains(&Capability::SysAdmin));
+        if !keep {
+            drop_sys_admin().map_err(ExecutorError::Other)?;
+        }
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
+}
+
+/// Removes CAP_SYS_ADMIN from this thread's effective and permitted sets.
+fn drop_sys_admin() -> Result<(), String> {
+    // linux/capability.h, version 3: a header and two 32-bit words per set.
+    const CAP_SYS_ADMIN: u32 = 21;
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut header = Header { version: 0x2008_0522, pid: 0 };
+    let mut data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    // SAFETY: capget fills the two-element data array that version 3 of the header requires.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut _, data.as_mut_ptr()) } != 0 {
+        return Err(format!("capget: {}", std::io::Error::last_os_error()));
+    }
+    let bit = !(1u32 << CAP_SYS_ADMIN);
+    data[0].effective &= bit;
+    data[0].permitted &= bit;
+    // SAFETY: as above; capset only lowers the sets here.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut _, data.as_ptr()) } != 0 {
+        return Err(format!("drop CAP_SYS_ADMIN after loading seccomp: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 impl Libcontainer {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self { root: root.into(), seccomp: None }
+    }
+
+    /// Loads this compiled seccomp program into every process it starts (see
+    /// [`crate::seccomp::compile`]).
+    pub fn with_seccomp(mut self, bpf: Vec<u8>) -> Self {
+        self.seccomp = Some(Arc::new(bpf));
+        self
     }
 
     fn load(&self, id: &str, op: &'static str) -> Result<Container, RuntimeError> {
@@ -44,6 +119,9 @@ impl Libcontainer {
         }
         if let Some(fd) = stdio.stderr {
             b = b.with_stderr(fd);
+        }
+        if let Some(bpf) = &self.seccomp {
+            b = b.with_executor(SeccompExecutor { bpf: bpf.clone() });
         }
         Ok(b)
     }

@@ -54,6 +54,16 @@ pub struct BindMount {
     pub readonly: bool,
 }
 
+/// A mount from `-v`, `--mount`, `--tmpfs` volumes or `--volumes-from`, as OCI sees it:
+/// `kind` is `bind` or `tmpfs`, `options` go to the runtime as they are.
+#[derive(Debug, Clone, Default)]
+pub struct UserMount {
+    pub kind: String,
+    pub source: PathBuf,
+    pub destination: String,
+    pub options: Vec<String>,
+}
+
 /// The user a process runs as, already resolved to numbers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessUser {
@@ -77,6 +87,10 @@ pub struct ProcessSpec {
     /// `--cap-add` names (with or without `CAP_`, or `ALL`), validated by [`capabilities`].
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
+    /// A seccomp filter will be loaded by the executor just before exec (see
+    /// `libct::SeccompExecutor`): CAP_SYS_ADMIN stays effective until then, outside the
+    /// bounding set, and the executor drops it once the filter is in.
+    pub seccomp: bool,
 }
 
 /// Resource limits, in Docker's units.
@@ -167,6 +181,8 @@ pub struct RunSpec {
     pub cgroups_path: String,
     pub resources: Resources,
     pub mounts: Vec<BindMount>,
+    /// The user's mounts, parents before children; mounted before `mounts` (the /etc files).
+    pub user_mounts: Vec<UserMount>,
     pub shm_size: Option<i64>,
     /// `--tmpfs`: destination and mount options (`size=64m,mode=1777`).
     pub tmpfs: Vec<(String, String)>,
@@ -178,6 +194,10 @@ impl ProcessSpec {
     fn to_json(&self) -> Value {
         // Validated when the container was created; an unknown name cannot reach here.
         let caps = capabilities(self.privileged, &self.cap_add, &self.cap_drop).unwrap_or_default();
+        let mut held = caps.clone();
+        if self.seccomp && !held.iter().any(|c| c == "CAP_SYS_ADMIN") {
+            held.push("CAP_SYS_ADMIN".into());
+        }
         let mut p = json!({
             "terminal": self.terminal,
             "user": {
@@ -189,11 +209,15 @@ impl ProcessSpec {
             "cwd": if self.cwd.is_empty() { "/" } else { &self.cwd },
             "capabilities": {
                 "bounding": caps,
-                "effective": caps,
-                "permitted": caps,
+                "effective": held,
+                "permitted": held,
             },
-            "noNewPrivileges": self.no_new_privileges,
         });
+        // Only when set: libcontainer reads a present `false` as "load seccomp after dropping
+        // capabilities", which needs no_new_privs and so fails.
+        if self.no_new_privileges {
+            p["noNewPrivileges"] = json!(true);
+        }
         if !self.user.additional_gids.is_empty() {
             p["user"]["additionalGids"] = json!(self.user.additional_gids);
         }
@@ -370,6 +394,10 @@ impl RunSpec {
             options.extend(opts.split(',').filter(|o| !o.is_empty()).map(str::to_owned));
             mounts.push(json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": options}));
         }
+        for m in &self.user_mounts {
+            mounts
+                .push(json!({"destination": m.destination, "type": m.kind, "source": m.source, "options": m.options}));
+        }
         for m in &self.mounts {
             let mut options = vec!["rbind", "rprivate"];
             if m.readonly {
@@ -455,6 +483,7 @@ impl RunSpec {
         if !self.sysctl.is_empty() {
             linux["sysctl"] = json!(self.sysctl);
         }
+        mounts.extend(cgroup_mounts(self.process.privileged, &self.cgroups_path));
         if self.process.privileged {
             // --privileged: every device of the host, as Docker gives it.
             linux["devices"] = json!(host_devices());
@@ -501,6 +530,70 @@ impl RunSpec {
         let dst = bundle.join("config.json");
         std::fs::rename(&tmp, &dst).map_err(|source| RuntimeError::Io { path: dst, source })
     }
+}
+
+/// Docker's /sys/fs/cgroup: the container's own cgroups. Privileged: writable, so that a
+/// daemon inside (DinD) makes its containers' cgroups under them. Otherwise read-only; on
+/// cgroup v1 libcontainer's own `cgroup` mount would be writable whatever its options say
+/// (and a container could make child cgroups), so berth mounts a tmpfs and binds each
+/// hierarchy's container directory read-only onto it, as runc does.
+fn cgroup_mounts(privileged: bool, cgroups_path: &str) -> Vec<Value> {
+    let opts = ["nosuid", "noexec", "nodev", "relatime"];
+    if privileged || crate::cgroups::is_v2() {
+        let mut o: Vec<&str> = opts.to_vec();
+        o.push(if privileged { "rw" } else { "ro" });
+        return vec![json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": o})];
+    }
+    let mut v = vec![
+        json!({"destination": "/sys/fs/cgroup", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "noexec", "nodev", "mode=755", "size=64k"]}),
+    ];
+    let rel = cgroups_path.trim_start_matches('/');
+    for h in v1_hierarchies() {
+        v.push(json!({
+            "destination": format!("/sys/fs/cgroup/{h}"),
+            "type": "bind",
+            "source": format!("/sys/fs/cgroup/{h}/{rel}"),
+            "options": ["rbind", "ro", "nosuid", "noexec", "nodev"],
+        }));
+    }
+    v
+}
+
+/// The cgroup v1 controllers mounted under /sys/fs/cgroup that the runtime makes a directory
+/// in for each container (read once).
+fn v1_hierarchies() -> &'static [String] {
+    static H: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    H.get_or_init(|| {
+        const MANAGED: &[&str] = &[
+            "cpu",
+            "cpuacct",
+            "cpuset",
+            "memory",
+            "devices",
+            "freezer",
+            "blkio",
+            "pids",
+            "hugetlb",
+            "perf_event",
+            "net_cls",
+            "net_prio",
+        ];
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut v: Vec<String> = info
+            .lines()
+            .filter_map(|l| {
+                let (left, right) = l.split_once(" - ")?;
+                let mut r = right.split_whitespace();
+                (r.next()? == "cgroup").then_some(())?;
+                let point = left.split_whitespace().nth(4)?;
+                let name = point.strip_prefix("/sys/fs/cgroup/")?;
+                MANAGED.contains(&name).then(|| name.to_owned())
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    })
 }
 
 #[cfg(test)]

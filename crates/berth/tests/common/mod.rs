@@ -84,10 +84,23 @@ impl Daemon {
         d
     }
 
+    /// The default bridge of this daemon: named after its unique temporary directory, so
+    /// parallel test daemons never share a bridge or a firewall table.
+    pub fn bridge(&self) -> String {
+        let tail: String = self.dir.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tail: String = tail.trim_start_matches("be2e").chars().filter(char::is_ascii_alphanumeric).collect();
+        format!("bt{}", &tail[..tail.len().min(12)])
+    }
+
+    /// The nftables table of this daemon (see `NetSettings::table`).
+    pub fn nft_table(&self) -> String {
+        format!("berth_{}", self.bridge())
+    }
+
     pub fn spawn(&mut self) {
         let cfg = self.dir.path().join("daemon.json");
         if !cfg.exists() {
-            std::fs::write(&cfg, "{}").expect("write daemon.json");
+            std::fs::write(&cfg, format!("{{\"bridge\": \"{}\"}}", self.bridge())).expect("write daemon.json");
         }
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -206,6 +219,20 @@ impl Daemon {
         Ok((status, body))
     }
 
+    /// GET that must answer 200: the body.
+    pub fn http_ok(&self, path: &str) -> String {
+        let (st, body) = self.http("GET", path, None).expect("http");
+        assert_eq!(st, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// POST that must answer 200: the body.
+    pub fn http_post(&self, path: &str) -> String {
+        let (st, body) = self.http("POST", path, None).expect("http");
+        assert_eq!(st, 200, "POST {path}: {body}");
+        body
+    }
+
     pub fn inspect(&self, name: &str) -> serde_json::Value {
         let o = self.berth(&["inspect", name]);
         assert!(o.status.success(), "inspect {name}: {}", String::from_utf8_lossy(&o.stderr));
@@ -258,8 +285,13 @@ impl Drop for Daemon {
                 args.extend(ids.iter().map(String::as_str));
                 let _ = self.berth(&args);
             }
+            let _ = self.berth(&["network", "prune", "-f"]);
             let _ = self.terminate();
         }
+        // The default bridge and the firewall table outlive a daemon (as docker0 does): a
+        // test daemon's go with it.
+        let _ = Command::new("ip").args(["link", "del", &self.bridge()]).stderr(Stdio::null()).status();
+        let _ = Command::new("nft").args(["delete", "table", "ip", &self.nft_table()]).stderr(Stdio::null()).status();
         // Whatever is still mounted under our directory (a failed test) goes now.
         for m in self.mounts().into_iter().rev() {
             let _ = Command::new("umount").arg("-l").arg(&m).status();

@@ -134,17 +134,21 @@ pub async fn list(State(e): State<AppState>, q: Query) -> Result<axum::Json<Vec<
             image_id: r.image.clone(),
             command,
             created: chrono::DateTime::parse_from_rfc3339(&r.created).map(|d| d.timestamp()).unwrap_or(0),
-            ports: Vec::new(),
+            ports: e.net.summary_ports(&r, st.is_live()),
             labels: r.config.labels.clone(),
             state: st.as_str().into(),
             status: status_text(&c),
             host_config: [(
                 "NetworkMode".to_owned(),
-                json!(if r.host_config.network_mode.is_empty() { "none" } else { r.host_config.network_mode.as_str() }),
+                json!(match r.host_config.network_mode.as_str() {
+                    "" => "none",
+                    m => m,
+                }),
             )]
             .into(),
-            network_settings: [("Networks".to_owned(), json!({}))].into(),
-            mounts: Vec::new(),
+            network_settings: [("Networks".to_owned(), e.net.summary_networks(&r, st.is_live())["Networks"].clone())]
+                .into(),
+            mounts: r.mounts.iter().map(crate::volumes::MountPoint::to_json).collect(),
         });
         if limit.is_some_and(|l| out.len() as i64 >= l) {
             break;
@@ -182,7 +186,9 @@ pub fn inspect_of(e: &crate::engine::Engine, c: &Container) -> ContainerInspect 
         resolv_conf_path: dir.join("resolv.conf").display().to_string(),
         hostname_path: dir.join("hostname").display().to_string(),
         hosts_path: dir.join("hosts").display().to_string(),
-        log_path: e.paths.log_path(&r.id).display().to_string(),
+        log_path: crate::logs::log_file(&e.paths, &r.id, &r.host_config.log_config)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
         name: format!("/{}", s.name),
         restart_count: s.restart_count,
         driver: "overlay2".into(),
@@ -198,13 +204,9 @@ pub fn inspect_of(e: &crate::engine::Engine, c: &Container) -> ContainerInspect 
         graph_driver: json!({"Name": "overlay2", "Data": {
             "MergedDir": dir.join("rootfs"), "UpperDir": dir.join("upper"), "WorkDir": dir.join("work"),
         }}),
-        mounts: Vec::new(),
+        mounts: r.mounts.iter().map(crate::volumes::MountPoint::to_json).collect(),
         config,
-        network_settings: json!({
-            "Bridge": "", "SandboxID": "", "SandboxKey": e.paths.netns(&r.id), "Ports": {},
-            "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "", "Networks": {},
-        }),
+        network_settings: e.net.settings_json(&r, &e.paths.netns(&r.id), s.status.is_live()),
     }
 }
 
@@ -259,7 +261,11 @@ pub async fn rename(State(e): State<AppState>, Path(id): Path<String>, q: Query)
 
 pub async fn remove(State(e): State<AppState>, Path(id): Path<String>, q: Query) -> Result<StatusCode> {
     let c = e.lookup(&id)?;
+    let mounts = c.lock().mounts.clone();
     e.remove(&c, qbool(&q, "force")).await?;
+    if qbool(&q, "v") {
+        e.remove_anonymous_volumes(&mounts);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -332,7 +338,8 @@ pub async fn logs(State(e): State<AppState>, Path(id): Path<String>, q: Query) -
     }
     let ct = if o.raw { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let path = e.paths.log_path(&c.id);
+    let path = crate::logs::log_file(&e.paths, &c.id, &c.lock().host_config.log_config)
+        .ok_or_else(|| EngineError::BadRequest("configured logging driver does not support reading".into()))?;
     tokio::task::spawn_blocking(move || crate::logs::stream(path, c, o, tx));
     Ok(([(header::CONTENT_TYPE, ct)], channel_body(rx)).into_response())
 }

@@ -53,7 +53,8 @@ async fn import(e: AppState, q: &HashMap<String, String>, src: String, req: Requ
         }
         None => None,
     };
-    let changes: Vec<String> = q.get("changes").map(|c| vec![c.clone()]).unwrap_or_default();
+    // `changes` may be given many times (`import -c A -c B`): all of them apply.
+    let changes: Vec<String> = super::files::query_all(req.uri().query(), "changes");
     let opts = ImportOptions { tag, changes, message: q.get("message").cloned(), source: src };
     let body = req.into_body().into_data_stream().map_err(std::io::Error::other);
     let reader = tokio_util::io::StreamReader::new(body);
@@ -126,6 +127,9 @@ pub async fn list(State(e): State<AppState>, q: Query) -> Result<axum::Json<Vec<
 pub async fn get_dispatch(State(e): State<AppState>, Path(rest): Path<String>) -> Result<Response> {
     if let Some(name) = rest.strip_suffix("/json") {
         return inspect(e, name.to_owned()).await.map(IntoResponse::into_response);
+    }
+    if let Some(name) = rest.strip_suffix("/get") {
+        return super::files::save(e, vec![name.to_owned()]).await;
     }
     if let Some(name) = rest.strip_suffix("/history") {
         return history(e, name.to_owned()).await.map(IntoResponse::into_response);

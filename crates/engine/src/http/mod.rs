@@ -4,9 +4,12 @@ mod containers;
 mod distribution;
 mod events;
 mod exec;
+mod files;
 mod images;
+mod networks;
 mod stats;
 mod system;
+mod volumes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,10 +56,27 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/resize", post(exec::resize))
         .route("/exec/{id}/json", get(exec::inspect))
+        .route("/containers/prune", post(files::prune_containers))
+        .route("/containers/{id}/archive", get(files::archive_get).head(files::archive_head).put(files::archive_put))
+        .route("/containers/{id}/export", get(files::export))
+        .route("/images/get", get(files::save_many))
+        .route("/images/load", post(files::load))
+        .route("/images/prune", post(files::prune_images))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route("/volumes/{name}", get(volumes::inspect).delete(volumes::remove))
+        .route("/system/df", get(files::df))
         .route("/images/create", post(images::create))
         .route("/auth", post(distribution::auth))
         .route("/images/json", get(images::list))
         .route("/images/{*rest}", get(images::get_dispatch).post(images::post_dispatch).delete(images::remove))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route("/networks/{id}", get(networks::inspect).delete(networks::remove))
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         .fallback(not_found)
         .with_state(engine)
 }

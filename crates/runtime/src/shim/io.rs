@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Longest log line kept whole; longer runs are split, as Docker does at 16 KiB.
@@ -24,20 +24,82 @@ impl Attacher {
 
 pub struct Output {
     tty: bool,
-    log: Option<Mutex<std::io::BufWriter<File>>>,
+    log: Option<Mutex<LogFile>>,
     attachers: Mutex<Vec<Attacher>>,
 }
 
+/// The json-file log and its rotation: when a line would take the file past `max_size`, the
+/// file becomes `<name>.1` (`.1` becomes `.2`…, the oldest beyond `max_files` goes) and a new
+/// one is started, as Docker's json-file driver does with `max-size`/`max-file`.
+pub struct LogFile {
+    path: PathBuf,
+    w: std::io::BufWriter<File>,
+    size: u64,
+    rotate: Option<(u64, u32)>,
+}
+
+impl LogFile {
+    pub fn open(path: &Path, rotate: Option<(u64, u32)>) -> Result<Self, String> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let f = File::options()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("open log `{}`: {e}", path.display()))?;
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(Self { path: path.to_owned(), w: std::io::BufWriter::new(f), size, rotate })
+    }
+
+    pub fn write_entry(&mut self, entry: &[u8]) {
+        if let Some((max, files)) = self.rotate
+            && max > 0
+            && self.size > 0
+            && self.size + entry.len() as u64 > max
+        {
+            self.rotate_now(files);
+        }
+        if self.w.write_all(entry).is_ok() {
+            self.size += entry.len() as u64;
+        }
+    }
+
+    fn rotate_now(&mut self, files: u32) {
+        let _ = self.w.flush();
+        let name = |n: u32| {
+            let mut s = self.path.clone().into_os_string();
+            s.push(format!(".{n}"));
+            PathBuf::from(s)
+        };
+        if files <= 1 {
+            // One file kept: start it again.
+            if let Ok(f) = File::create(&self.path) {
+                self.w = std::io::BufWriter::new(f);
+                self.size = 0;
+            }
+            return;
+        }
+        let _ = std::fs::remove_file(name(files - 1));
+        for n in (1..files - 1).rev() {
+            let _ = std::fs::rename(name(n), name(n + 1));
+        }
+        let _ = std::fs::rename(&self.path, name(1));
+        if let Ok(f) = File::options().create(true).append(true).open(&self.path) {
+            self.w = std::io::BufWriter::new(f);
+            self.size = 0;
+        }
+    }
+
+    pub fn flush(&mut self) {
+        let _ = self.w.flush();
+    }
+}
+
 impl Output {
-    pub fn new(tty: bool, log: Option<&Path>) -> Result<Self, String> {
+    pub fn new(tty: bool, log: Option<&Path>, rotate: Option<(u64, u32)>) -> Result<Self, String> {
         let log = match log {
-            Some(p) => Some(Mutex::new(std::io::BufWriter::new(
-                File::options()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .map_err(|e| format!("open log `{}`: {e}", p.display()))?,
-            ))),
+            Some(p) => Some(Mutex::new(LogFile::open(p, rotate)?)),
             None => None,
         };
         Ok(Self { tty, log, attachers: Mutex::new(Vec::new()) })
@@ -119,9 +181,11 @@ impl Output {
             "stream": if stream == 2 { "stderr" } else { "stdout" },
             "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         });
-        if let Ok(mut w) = log.lock() {
-            let _ = serde_json::to_writer(&mut *w, &entry);
-            let _ = w.write_all(b"\n");
+        if let Ok(mut w) = log.lock()
+            && let Ok(mut line) = serde_json::to_vec(&entry)
+        {
+            line.push(b'\n');
+            w.write_entry(&line);
         }
     }
 
@@ -129,7 +193,7 @@ impl Output {
         if let Some(log) = &self.log
             && let Ok(mut w) = log.lock()
         {
-            let _ = w.flush();
+            w.flush();
         }
     }
 
@@ -140,5 +204,33 @@ impl Output {
                 let _ = a.conn.shutdown(Shutdown::Both);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_rotates_and_keeps_max_files() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path().join("c-json.log");
+        let mut l = LogFile::open(&p, Some((100, 3))).expect("open");
+        for i in 0..20 {
+            l.write_entry(format!("{{\"log\":\"line {i:02}\"}}\n").as_bytes());
+        }
+        l.flush();
+        let mut names: Vec<String> = std::fs::read_dir(d.path())
+            .expect("ls")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["c-json.log", "c-json.log.1", "c-json.log.2"]);
+        for n in &names {
+            assert!(std::fs::metadata(d.path().join(n)).expect("stat").len() <= 100);
+        }
+        let newest = std::fs::read_to_string(&p).expect("read");
+        assert!(newest.contains("line 19"), "{newest}");
     }
 }

@@ -71,7 +71,11 @@ fn run(config_path: &Path) -> Result<(), String> {
     let _ = nix::unistd::setsid();
     let _ = std::fs::remove_file(&cfg.socket);
     let listener = UnixListener::bind(&cfg.socket).map_err(|e| format!("bind `{}`: {e}", cfg.socket.display()))?;
-    let runtime = Libcontainer::new(&cfg.runtime_root);
+    let mut runtime = Libcontainer::new(&cfg.runtime_root);
+    if let Some(p) = &cfg.seccomp {
+        let bpf = std::fs::read(p).map_err(|e| format!("read seccomp program `{}`: {e}", p.display()))?;
+        runtime = runtime.with_seccomp(bpf);
+    }
 
     // Standard streams for the process.
     let mut stdio = Stdio { stdin: None, stdout: None, stderr: None, console_socket: None };
@@ -101,7 +105,7 @@ fn run(config_path: &Path) -> Result<(), String> {
         None
     };
 
-    let output = Arc::new(Output::new(cfg.tty, cfg.log.as_deref())?);
+    let output = Arc::new(Output::new(cfg.tty, cfg.log.as_deref(), cfg.log_rotate)?);
     let mut pending_start: Option<UnixStream> = None;
     let mut early: Vec<(UnixStream, Request)> = Vec::new();
     let t_create = std::time::Instant::now();

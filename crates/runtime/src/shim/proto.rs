@@ -23,8 +23,11 @@ pub struct ShimConfig {
     pub socket: PathBuf,
     /// Where the console socket is bound when `tty` is set.
     pub console_socket: PathBuf,
-    /// json-file log; None keeps no log (exec sessions).
+    /// json-file log; None keeps no log (exec sessions, `--log-driver none`).
     pub log: Option<PathBuf>,
+    /// Rotation of the log: (max bytes per file, files kept including the current one).
+    #[serde(default)]
+    pub log_rotate: Option<(u64, u32)>,
     /// Written atomically with the exit status when the process ends.
     pub exit_file: PathBuf,
     pub tty: bool,
@@ -33,6 +36,9 @@ pub struct ShimConfig {
     /// The container's cgroup path (as in the spec), read for OOM kills before it is removed.
     #[serde(default)]
     pub cgroup: Option<String>,
+    /// A compiled seccomp program to load just before the process execs.
+    #[serde(default)]
+    pub seccomp: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

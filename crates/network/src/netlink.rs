@@ -1,0 +1,250 @@
+//! A small synchronous rtnetlink client: the handful of requests berth needs (bridges, veth
+//! pairs, addresses, routes), built with `netlink-packet-route` and sent over a blocking
+//! `netlink-sys` socket. A socket belongs to the network namespace it was opened in, so a
+//! thread that has entered a container's namespace can still hold one opened on the host.
+
+use std::net::Ipv4Addr;
+use std::os::fd::RawFd;
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::Socket;
+use netlink_sys::protocols::NETLINK_ROUTE;
+
+/// An rtnetlink socket in the namespace of the thread that opened it.
+pub struct Netlink {
+    sock: Socket,
+    seq: u32,
+}
+
+/// A failed request: the operation and the kernel's errno.
+#[derive(Debug)]
+pub struct NlError {
+    pub op: String,
+    pub errno: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for NlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.op, self.message)
+    }
+}
+
+type Result<T> = std::result::Result<T, NlError>;
+
+fn io_err(op: &str, e: std::io::Error) -> NlError {
+    NlError { op: op.to_owned(), errno: e.raw_os_error().unwrap_or(libc::EIO), message: e.to_string() }
+}
+
+impl Netlink {
+    pub fn open() -> Result<Self> {
+        let mut sock = Socket::new(NETLINK_ROUTE).map_err(|e| io_err("open netlink socket", e))?;
+        sock.bind_auto().map_err(|e| io_err("bind netlink socket", e))?;
+        Ok(Netlink { sock, seq: 0 })
+    }
+
+    /// Sends one request and collects the replies until the ACK (or the end of a dump).
+    fn request(&mut self, op: &str, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>> {
+        self.seq += 1;
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        header.sequence_number = self.seq;
+        let mut req = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        req.finalize();
+        let mut buf = vec![0u8; req.buffer_len()];
+        req.serialize(&mut buf);
+        self.sock.send(&buf, 0).map_err(|e| io_err(op, e))?;
+        let mut out = Vec::new();
+        let mut rbuf = vec![0u8; 64 * 1024];
+        loop {
+            let n = self.sock.recv(&mut &mut rbuf[..], 0).map_err(|e| io_err(op, e))?;
+            let mut off = 0;
+            while off < n {
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rbuf[off..n]).map_err(|e| NlError {
+                    op: op.to_owned(),
+                    errno: libc::EIO,
+                    message: format!("decode reply: {e}"),
+                })?;
+                let len = msg.header.length as usize;
+                if msg.header.sequence_number == self.seq {
+                    match msg.payload {
+                        NetlinkPayload::Error(e) => {
+                            return match e.code {
+                                None => Ok(out),
+                                Some(code) => {
+                                    let errno = -code.get();
+                                    Err(NlError {
+                                        op: op.to_owned(),
+                                        errno,
+                                        message: std::io::Error::from_raw_os_error(errno).to_string(),
+                                    })
+                                }
+                            };
+                        }
+                        NetlinkPayload::Done(_) => return Ok(out),
+                        NetlinkPayload::InnerMessage(m) => out.push(m),
+                        _ => {}
+                    }
+                }
+                if len == 0 {
+                    break;
+                }
+                off += len;
+            }
+        }
+    }
+
+    /// The index of the link named `name`, or None.
+    pub fn link_index(&mut self, name: &str) -> Result<Option<u32>> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        match self.request(&format!("look up link `{name}`"), RouteNetlinkMessage::GetLink(m), 0) {
+            Ok(v) => Ok(v.iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+                _ => None,
+            })),
+            Err(e) if e.errno == libc::ENODEV => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Names of all links, with their controller (bridge) index.
+    pub fn links(&mut self) -> Result<Vec<(u32, String, Option<u32>)>> {
+        let m = LinkMessage::default();
+        let v = self.request("list links", RouteNetlinkMessage::GetLink(m), NLM_F_DUMP)?;
+        Ok(v.into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => {
+                    let name = l.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::IfName(n) => Some(n.clone()),
+                        _ => None,
+                    })?;
+                    let master = l.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::Controller(i) => Some(*i),
+                        _ => None,
+                    });
+                    Some((l.header.index, name, master))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub fn add_bridge(&mut self, name: &str) -> Result<()> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+        self.request(&format!("create bridge `{name}`"), RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)
+            .map(|_| ())
+    }
+
+    /// Creates a veth pair in this socket's namespace: `name` (with `mac`) here, `peer` moved
+    /// into the namespace open at `peer_netns`.
+    pub fn add_veth(&mut self, name: &str, mac: [u8; 6], peer: &str, peer_netns: RawFd) -> Result<()> {
+        let mut p = LinkMessage::default();
+        p.attributes.push(LinkAttribute::IfName(peer.to_owned()));
+        p.attributes.push(LinkAttribute::NetNsFd(peer_netns));
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
+        ]));
+        self.request(
+            &format!("create veth pair `{name}`/`{peer}`"),
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(|_| ())
+    }
+
+    /// Brings a link up, and puts it under `controller` (a bridge) when given.
+    pub fn set_up(&mut self, index: u32, controller: Option<u32>) -> Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
+        if let Some(c) = controller {
+            m.attributes.push(LinkAttribute::Controller(c));
+        }
+        self.request(&format!("bring up link {index}"), RouteNetlinkMessage::SetLink(m), 0).map(|_| ())
+    }
+
+    pub fn del_link(&mut self, name: &str) -> Result<bool> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        match self.request(&format!("delete link `{name}`"), RouteNetlinkMessage::DelLink(m), 0) {
+            Ok(_) => Ok(true),
+            Err(e) if e.errno == libc::ENODEV => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds `addr/prefix` to a link; an address already there is fine.
+    pub fn add_addr(&mut self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<()> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.prefix_len = prefix;
+        m.header.index = index;
+        m.attributes.push(AddressAttribute::Local(addr.into()));
+        m.attributes.push(AddressAttribute::Address(addr.into()));
+        let bits = u32::from(addr);
+        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+        m.attributes.push(AddressAttribute::Broadcast(Ipv4Addr::from(bits | !mask)));
+        match self.request(
+            &format!("add address {addr}/{prefix}"),
+            RouteNetlinkMessage::NewAddress(m),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(_) => Ok(()),
+            Err(e) if e.errno == libc::EEXIST => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The IPv4 addresses on a link.
+    pub fn addrs(&mut self, index: u32) -> Result<Vec<(Ipv4Addr, u8)>> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        let v = self.request("list addresses", RouteNetlinkMessage::GetAddress(m), NLM_F_DUMP)?;
+        Ok(v.into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
+                    a.attributes.iter().find_map(|x| match x {
+                        AddressAttribute::Local(std::net::IpAddr::V4(ip)) => Some((*ip, a.header.prefix_len)),
+                        _ => None,
+                    })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub fn add_default_route(&mut self, gateway: Ipv4Addr) -> Result<()> {
+        let mut m = RouteMessage::default();
+        m.header = RouteHeader {
+            address_family: AddressFamily::Inet,
+            table: RouteHeader::RT_TABLE_MAIN,
+            protocol: RouteProtocol::Boot,
+            scope: RouteScope::Universe,
+            kind: RouteType::Unicast,
+            ..Default::default()
+        };
+        m.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        self.request(
+            &format!("add default route via {gateway}"),
+            RouteNetlinkMessage::NewRoute(m),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(|_| ())
+    }
+}
