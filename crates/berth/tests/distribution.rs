@@ -363,13 +363,22 @@ fn root_docker_distribution_round_trip() {
     )
     .expect("config");
     let log = dir.path().join("log");
-    let mut child = Command::new("/usr/bin/docker-registry")
+    let child = Command::new("/usr/bin/docker-registry")
         .arg("serve")
         .arg(&cfg)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("spawn docker-registry");
+    // Killed on drop, so a failing assertion does not leave it running.
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(child);
     let t = Instant::now();
     while TcpStream::connect(&addr).is_err() && t.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(20));
@@ -394,8 +403,6 @@ fn root_docker_distribution_round_trip() {
         .filter(|l| l.contains("http.request.method=PUT") && l.contains("uri=\"/v2/tools/busybox/blobs/uploads/"))
         .count();
     assert_eq!(puts, 2, "the layer and the config, once each:\n{text}");
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn htpasswd(dir: &Path) -> PathBuf {
