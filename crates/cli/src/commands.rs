@@ -55,6 +55,10 @@ where
 pub async fn dispatch(c: &Client, cmd: Command) -> i32 {
     match cmd {
         Command::Run(a) => run(c, a, true).await,
+        Command::Pull(a) => crate::distribution::pull(c, a).await,
+        Command::Push(a) => crate::distribution::push(c, a).await,
+        Command::Login(a) => crate::distribution::login(c, a).await,
+        Command::Logout { server } => crate::distribution::logout(server).await,
         Command::Create(a) => run(c, a, false).await,
         Command::Start(a) => {
             if a.attach || a.interactive {
@@ -444,16 +448,7 @@ async fn create_container(c: &Client, a: &RunArgs, cfg: &ContainerConfig) -> Res
             let (repo, tag) = split_tag(&a.image);
             let tag = tag.unwrap_or_else(|| "latest".into());
             eprintln!("Unable to find image '{repo}:{tag}' locally");
-            let resp = c
-                .request(
-                    Method::POST,
-                    &format!("/images/create?fromImage={}&tag={}", enc(&repo), enc(&tag)),
-                    Vec::new(),
-                    api::client::empty(),
-                )
-                .await
-                .map_err(|e| (125, e.to_string()))?;
-            progress(resp, false).await.map_err(|e| (125, e))?;
+            crate::distribution::pull_for_run(c, &a.image).await.map_err(|e| (125, e))?;
             c.post::<_, CreateResponse>(&path, Some(cfg)).await.map(|r| r.id).map_err(|e| (125, e.to_string()))
         }
         Err(e) => Err((125, e.to_string())),

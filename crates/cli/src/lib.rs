@@ -7,7 +7,9 @@
 
 pub mod build;
 pub mod commands;
+pub mod credentials;
 pub mod disk;
+pub mod distribution;
 pub mod events;
 pub mod files;
 pub mod fmt;
@@ -85,6 +87,14 @@ pub enum Command {
     Commit(build::CommitArgs),
     /// Inspect changes to files or directories on a container's filesystem
     Diff { container: String },
+    /// Download an image from a registry
+    Pull(distribution::PullArgs),
+    /// Upload an image to a registry
+    Push(distribution::PushArgs),
+    /// Authenticate to a registry
+    Login(distribution::LoginArgs),
+    /// Log out from a registry
+    Logout { server: Option<String> },
     /// Manage networks
     #[command(subcommand)]
     Network(network::NetworkCmd),

@@ -26,6 +26,14 @@ pub struct DaemonJson {
     pub hosts: Vec<String>,
     pub debug: bool,
     pub init_path: Option<PathBuf>,
+    pub insecure_registries: Vec<String>,
+    pub registry_mirrors: Vec<String>,
+    /// berth: mirrors for any registry, `{"host:port": ["https://mirror"]}`.
+    pub berth_registry_mirrors: std::collections::HashMap<String, Vec<String>>,
+    /// berth: where `<host:port>/ca.crt` files are (default: `certs.d` next to daemon.json).
+    pub certs_dir: Option<PathBuf>,
+    pub max_concurrent_downloads: Option<usize>,
+    pub max_concurrent_uploads: Option<usize>,
     pub log_driver: Option<String>,
     pub log_opts: std::collections::BTreeMap<String, String>,
     /// The default bridge's name (`berth0`).
@@ -34,6 +42,21 @@ pub struct DaemonJson {
     pub bip: Option<String>,
     pub default_address_pools: Vec<PoolJson>,
     pub dns: Vec<String>,
+}
+
+impl DaemonJson {
+    /// The registry settings, with `certs.d` next to the configuration file by default.
+    pub fn registry_config(&self, config_file: &Path) -> image::remote::RegistryConfig {
+        let d = image::remote::RegistryConfig::default();
+        image::remote::RegistryConfig {
+            insecure: self.insecure_registries.clone(),
+            docker_hub_mirrors: self.registry_mirrors.clone(),
+            mirrors: self.berth_registry_mirrors.clone(),
+            certs_dir: self.certs_dir.clone().or_else(|| config_file.parent().map(|p| p.join("certs.d"))),
+            max_downloads: self.max_concurrent_downloads.filter(|n| *n > 0).unwrap_or(d.max_downloads),
+            max_uploads: self.max_concurrent_uploads.filter(|n| *n > 0).unwrap_or(d.max_uploads),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,6 +164,7 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
     let _lock = lock_data_root(&data_root)?;
     let settings = crate::engine::Settings {
         init_path: json.init_path.clone(),
+        registry: json.registry_config(&opts.config_file),
         net: net_settings(&json)?,
         log_driver: json.log_driver.clone(),
         log_opts: json.log_opts.clone(),

@@ -53,6 +53,8 @@ impl Paths {
 pub struct Settings {
     /// The init run as PID 1 with `--init` (Docker's `init-path`); found on PATH when unset.
     pub init_path: Option<PathBuf>,
+    /// Registries: insecure ones, mirrors, CA certificates, parallel transfers.
+    pub registry: image::remote::RegistryConfig,
     pub net: crate::network::NetSettings,
     /// daemon.json `log-driver` and `log-opts`: the defaults of new containers.
     pub log_driver: Option<String>,
@@ -63,6 +65,8 @@ pub struct Engine {
     pub paths: Paths,
     pub settings: Settings,
     pub images: Arc<ImageStore>,
+    /// The registry client's shared state (HTTP clients, tokens).
+    pub registries: Arc<image::remote::Registries>,
     pub net: Arc<crate::network::Networks>,
     pub volumes: Arc<crate::volumes::Volumes>,
     db: Mutex<Connection>,
@@ -94,6 +98,7 @@ impl Engine {
             let mut st = db.prepare("SELECT id, record FROM containers")?;
             st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
         };
+        let registries = Arc::new(image::remote::Registries::new(settings.registry.clone()));
         let (root, ns, rt) = (paths.data_root.clone(), settings.net.clone(), tokio::runtime::Handle::current());
         let net = tokio::task::spawn_blocking(move || crate::network::Networks::open(&root, ns, rt))
             .await
@@ -102,6 +107,7 @@ impl Engine {
         let engine = Arc::new(Engine {
             paths,
             settings,
+            registries,
             images: Arc::new(images),
             net,
             volumes,

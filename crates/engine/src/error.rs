@@ -35,6 +35,8 @@ pub enum EngineError {
     #[error(transparent)]
     Runtime(#[from] runtime::RuntimeError),
     #[error(transparent)]
+    Remote(#[from] image::remote::RemoteError),
+    #[error(transparent)]
     Network(#[from] network::NetworkError),
     #[error("metadata database: {0}")]
     Db(#[from] rusqlite::Error),
@@ -58,6 +60,7 @@ impl EngineError {
             EngineError::Unsupported(_) => ErrorKind::Unsupported,
             EngineError::Image(e) => e.kind(),
             EngineError::Runtime(e) => e.kind(),
+            EngineError::Remote(e) => e.kind(),
             EngineError::Network(e) => e.kind(),
             EngineError::Build(e) => e.kind(),
             EngineError::NotModified | EngineError::Db(_) | EngineError::Internal(_) => ErrorKind::Internal,
@@ -77,6 +80,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
         ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

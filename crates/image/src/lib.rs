@@ -13,12 +13,14 @@
 //!   [`transfer`]: `docker save`/`docker load` archives (docker-archive and OCI layout);
 //!   [`usage`]: disk usage as `du` counts it.
 //! - [`store::ImageStore`]: image records and tags in SQLite, import, lookup by id, prefix or
-//!   reference, tag/untag/delete, history.
+//!   reference, tag/untag/delete, history, RepoDigests.
+//! - [`remote`]: the registry client — pull, push, login, token auth, mirrors.
 
 pub mod archive;
 pub mod content;
 pub mod diff;
 pub mod layer;
+pub mod remote;
 pub mod snapshot;
 pub mod store;
 pub mod transfer;

@@ -19,6 +19,13 @@ pub struct Snapshots {
     root: PathBuf,
 }
 
+/// A layer unpacked under `snapshots/tmp-*`, not yet a snapshot.
+#[derive(Debug)]
+pub struct Unpacked {
+    tmp: PathBuf,
+    pub applied: Applied,
+}
+
 /// The chain id of a layer given its parent's chain id.
 pub fn chain_id(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
     match parent {
@@ -58,25 +65,43 @@ impl Snapshots {
     /// Unpacks a layer on top of `parent` and returns its chain id with what was applied.
     /// When the snapshot exists already the new copy is dropped.
     pub fn apply<R: Read>(&self, parent: Option<&Digest>, src: R) -> Result<(Digest, Applied), ImageError> {
+        let u = self.unpack(src)?;
+        let applied = u.applied.clone();
+        let chain = self.commit(u, parent)?;
+        Ok((chain, applied))
+    }
+
+    /// Unpacks a layer under a temporary name, invisible until [`Snapshots::commit`]: a pull
+    /// checks the blob digest and the diff_id first, and [`Snapshots::discard`]s on a mismatch.
+    pub fn unpack<R: Read>(&self, src: R) -> Result<Unpacked, ImageError> {
         let tmp = self.root.join(format!("tmp-{}", random_hex(8)));
         let fs = tmp.join("fs");
         std::fs::create_dir_all(&fs).map_err(io_err("create", &fs))?;
-        let applied = match layer::apply(src, &fs) {
-            Ok(a) => a,
+        match layer::apply(src, &fs) {
+            Ok(applied) => Ok(Unpacked { tmp, applied }),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&tmp);
-                return Err(e);
+                Err(e)
             }
-        };
-        let chain = chain_id(parent, &applied.diff_id);
+        }
+    }
+
+    /// Makes an unpacked layer visible as the snapshot on top of `parent`; returns its chain id.
+    pub fn commit(&self, u: Unpacked, parent: Option<&Digest>) -> Result<Digest, ImageError> {
+        let chain = chain_id(parent, &u.applied.diff_id);
         let dst = self.root.join(chain.hex());
         if dst.exists() {
-            let _ = std::fs::remove_dir_all(&tmp);
-        } else if let Err(e) = std::fs::rename(&tmp, &dst) {
-            let _ = std::fs::remove_dir_all(&tmp);
+            let _ = std::fs::remove_dir_all(&u.tmp);
+        } else if let Err(e) = std::fs::rename(&u.tmp, &dst) {
+            let _ = std::fs::remove_dir_all(&u.tmp);
             return Err(ImageError::Io { op: "rename", path: dst, source: e });
         }
-        Ok((chain, applied))
+        Ok(chain)
+    }
+
+    /// Drops an unpacked layer that will not be committed.
+    pub fn discard(&self, u: Unpacked) {
+        let _ = std::fs::remove_dir_all(&u.tmp);
     }
 
     /// Moves an unpacked directory (an overlay upper holding the layer `diff_id`, already in

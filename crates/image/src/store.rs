@@ -38,6 +38,9 @@ pub struct ImageRecord {
     /// Id of the image this one was built on, if known.
     #[serde(default)]
     pub parent: Option<Digest>,
+    /// `name@sha256:…` of the manifests (or indexes) this image was pulled as or pushed as.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repo_digests: Vec<String>,
 }
 
 impl ImageRecord {
@@ -112,7 +115,8 @@ impl ImageStore {
         let db = open_db(root)?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS images (id TEXT PRIMARY KEY, record TEXT NOT NULL, created TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS tags (name TEXT PRIMARY KEY, image_id TEXT NOT NULL, tagged_at TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS tags (name TEXT PRIMARY KEY, image_id TEXT NOT NULL, tagged_at TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS blob_sources (digest TEXT NOT NULL, registry TEXT NOT NULL, repo TEXT NOT NULL, PRIMARY KEY (digest, registry, repo));",
         )?;
         Ok(Self { content, snapshots, db: Mutex::new(db) })
     }
@@ -215,14 +219,74 @@ impl ImageStore {
         });
         let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| ImageError::InvalidArchive(e.to_string()))?;
         let manifest = self.content.put(&manifest_bytes)?;
-        let rec = ImageRecord { id: id.clone(), manifest, config, layers, parent };
-        let text = serde_json::to_string(&rec)
-            .map_err(|e| ImageError::Corrupt { id: id.to_string(), message: e.to_string() })?;
+        let repo_digests = self.get(&id)?.map(|r| r.repo_digests).unwrap_or_default();
+        let rec = ImageRecord { id: id.clone(), manifest, config, layers, parent, repo_digests };
+        self.put_record(&rec)?;
+        Ok(rec)
+    }
+
+    fn put_record(&self, rec: &ImageRecord) -> Result<(), ImageError> {
+        let text = serde_json::to_string(rec)
+            .map_err(|e| ImageError::Corrupt { id: rec.id.to_string(), message: e.to_string() })?;
         self.db().execute(
             "INSERT INTO images (id, record, created) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
-            params![id.to_string(), text, rec.created()],
+            params![rec.id.to_string(), text, rec.created()],
         )?;
+        Ok(())
+    }
+
+    /// Stores an image as a registry sent it: the config and manifest bytes are kept exactly
+    /// (the id is the digest of the config as received), every layer must already be
+    /// committed. `repo_digest` (`name@sha256:…`) is added to the image's RepoDigests.
+    pub fn create_pulled(
+        &self,
+        config_bytes: &[u8],
+        manifest_bytes: &[u8],
+        layers: Vec<LayerRecord>,
+        repo_digest: Option<String>,
+    ) -> Result<ImageRecord, ImageError> {
+        let config: Value = serde_json::from_slice(config_bytes)
+            .map_err(|e| ImageError::InvalidArchive(format!("image config: {e}")))?;
+        let id = self.content.put(config_bytes)?;
+        let manifest = self.content.put(manifest_bytes)?;
+        let mut repo_digests = self.get(&id)?.map(|r| r.repo_digests).unwrap_or_default();
+        if let Some(d) = repo_digest {
+            add_repo_digest(&mut repo_digests, d);
+        }
+        let rec = ImageRecord { id, manifest, config, layers, parent: None, repo_digests };
+        self.put_record(&rec)?;
         Ok(rec)
+    }
+
+    /// Bytes of the uncompressed layer whose snapshot is `chain`, from an image that has it.
+    pub fn layer_size(&self, chain: &Digest) -> u64 {
+        let known = self.all().unwrap_or_default().into_iter().flat_map(|r| r.layers).find(|l| &l.chain_id == chain);
+        known.map(|l| l.size).unwrap_or_else(|| self.snapshots.size(chain))
+    }
+
+    /// Records `name@sha256:…` as a RepoDigest of an image (after a push).
+    pub fn add_repo_digest(&self, id: &Digest, repo_digest: String) -> Result<(), ImageError> {
+        let Some(mut rec) = self.get(id)? else { return Err(ImageError::NotFound(id.to_string())) };
+        add_repo_digest(&mut rec.repo_digests, repo_digest);
+        self.put_record(&rec)
+    }
+
+    /// Remembers that `registry/repo` holds the blob `digest`, so a push to another repository
+    /// of that registry can mount it instead of uploading it.
+    pub fn add_blob_source(&self, digest: &Digest, registry: &str, repo: &str) -> Result<(), ImageError> {
+        self.db().execute(
+            "INSERT OR IGNORE INTO blob_sources (digest, registry, repo) VALUES (?1, ?2, ?3)",
+            params![digest.to_string(), registry, repo],
+        )?;
+        Ok(())
+    }
+
+    /// Repositories of `registry` known to hold the blob `digest`.
+    pub fn blob_sources(&self, digest: &Digest, registry: &str) -> Result<Vec<String>, ImageError> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT repo FROM blob_sources WHERE digest = ?1 AND registry = ?2")?;
+        let repos = st.query_map(params![digest.to_string(), registry], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(repos)
     }
 
     fn row_to_record(id: &str, text: &str) -> Result<ImageRecord, ImageError> {
@@ -246,8 +310,9 @@ impl ImageStore {
         if let Ok(r) = Reference::parse_with_default_tag(s) {
             if let Some(d) = r.digest() {
                 // name@digest: the manifest digest of an image of that name.
+                let suffix = format!("@{d}");
                 for rec in self.all()? {
-                    if &rec.manifest == d {
+                    if &rec.manifest == d || rec.repo_digests.iter().any(|r| r.ends_with(&suffix)) {
                         return Ok(rec);
                     }
                 }
@@ -439,6 +504,14 @@ impl ImageStore {
         }
         out
     }
+}
+
+/// Replaces the entry for the same repository, as Docker keeps one digest per repository.
+fn add_repo_digest(list: &mut Vec<String>, d: String) {
+    let repo = d.split('@').next().unwrap_or_default().to_owned();
+    list.retain(|x| x.split('@').next() != Some(repo.as_str()));
+    list.push(d);
+    list.sort();
 }
 
 /// A reader that copies what it reads into `out`.

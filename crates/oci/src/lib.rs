@@ -35,6 +35,8 @@ pub enum ErrorKind {
     Unsupported,
     /// The caller lacks the rights (403).
     Forbidden,
+    /// The caller's credentials were refused (401), e.g. a registry login.
+    Unauthorized,
     /// Anything else: I/O, a child process failing, a bug (500).
     Internal,
 }

@@ -28,19 +28,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 /// `POST /images/create`: `fromSrc` imports a tar; `fromImage` pulls.
 pub async fn create(State(e): State<AppState>, q: Query, req: Request) -> Result<Response> {
+    if q.get("fromImage").is_some_and(|i| !i.is_empty()) {
+        return super::distribution::pull(e, &q, req.headers()).await;
+    }
     if let Some(src) = q.get("fromSrc") {
         return import(e, &q, src.clone(), req).await;
-    }
-    if let Some(img) = q.get("fromImage") {
-        let r = Reference::parse_with_default_tag(&match q.get("tag").filter(|t| !t.is_empty()) {
-            Some(t) if !img.contains('@') => format!("{img}:{t}"),
-            _ => img.clone(),
-        })
-        .map_err(|err| EngineError::BadRequest(err.to_string()))?;
-        return Err(EngineError::Unsupported(format!(
-            "pull access to {} is not available: this berth daemon cannot pull from registries yet; import the image with `berth import` instead",
-            r.familiar()
-        )));
     }
     Err(EngineError::BadRequest("one of `fromSrc` or `fromImage` is required".into()))
 }
@@ -127,7 +119,7 @@ pub async fn list(State(e): State<AppState>, q: Query) -> Result<axum::Json<Vec<
             id: rec.id.to_string(),
             parent_id: rec.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
             repo_tags: tags,
-            repo_digests: Vec::new(),
+            repo_digests: rec.repo_digests.clone(),
             created: ts(&rec.created()),
             size: rec.size() as i64,
             shared_size: -1,
@@ -152,12 +144,17 @@ pub async fn get_dispatch(State(e): State<AppState>, Path(rest): Path<String>) -
     Err(EngineError::BadRequest(format!("page not found: /images/{rest}")))
 }
 
-pub async fn post_dispatch(State(e): State<AppState>, Path(rest): Path<String>, q: Query) -> Result<Response> {
+pub async fn post_dispatch(
+    State(e): State<AppState>,
+    Path(rest): Path<String>,
+    q: Query,
+    headers: axum::http::HeaderMap,
+) -> Result<Response> {
     if let Some(name) = rest.strip_suffix("/tag") {
         return tag(e, name.to_owned(), q).await.map(IntoResponse::into_response);
     }
-    if rest.ends_with("/push") {
-        return Err(EngineError::Unsupported("push is not supported by this berth daemon yet".into()));
+    if let Some(name) = rest.strip_suffix("/push") {
+        return super::distribution::push(e, name.to_owned(), &q, &headers).await;
     }
     Err(EngineError::BadRequest(format!("page not found: /images/{rest}")))
 }
@@ -174,7 +171,7 @@ async fn inspect(e: AppState, name: String) -> Result<axum::Json<ImageInspect>> 
     Ok(axum::Json(ImageInspect {
         id: rec.id.to_string(),
         repo_tags: familiar_tags(&e, &rec),
-        repo_digests: Vec::new(),
+        repo_digests: rec.repo_digests.clone(),
         parent: rec.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
         comment: c
             .get("history")

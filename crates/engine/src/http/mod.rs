@@ -2,6 +2,7 @@
 
 mod build;
 mod containers;
+mod distribution;
 mod events;
 mod exec;
 mod files;
@@ -72,6 +73,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/volumes/{name}", get(volumes::inspect).delete(volumes::remove))
         .route("/system/df", get(files::df))
         .route("/images/create", post(images::create))
+        .route("/auth", post(distribution::auth))
         .route("/images/json", get(images::list))
         .route("/images/{*rest}", get(images::get_dispatch).post(images::post_dispatch).delete(images::remove))
         .route("/networks", get(networks::list))
