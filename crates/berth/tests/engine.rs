@@ -641,6 +641,12 @@ fn root_confinement_and_limits_cgroup_v1() {
     let lines: Vec<String> = stdout(&o).lines().map(str::to_owned).collect();
     assert_eq!(lines.last().map(String::as_str), Some("ro"), "{}", stderr(&o));
     assert!(lines[..lines.len() - 1].iter().all(|l| l == "0"), "masked paths must read empty: {lines:?}");
+    // The container's own cgroups are visible (what a JVM reads its limits from), read-only.
+    let o = sh(
+        &["-m", "32m"],
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; mkdir /sys/fs/cgroup/memory/child 2>/dev/null || echo ro",
+    );
+    assert_eq!(stdout(&o), format!("{}\nro\n", 32 << 20), "{}", stderr(&o));
     // --read-only, with a writable --tmpfs.
     let o = sh(
         &["--read-only", "--tmpfs", "/scratch:size=1m"],
@@ -715,6 +721,20 @@ fn root_confinement_and_limits_cgroup_v1() {
     ]);
     assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
     assert_eq!(d.inspect("hog")["State"]["OOMKilled"], true);
+    // … and an oom event before the die.
+    let o = d.berth(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &(chrono::Utc::now().timestamp() + 1).to_string(),
+        "--filter",
+        "container=hog",
+    ]);
+    let text = stdout(&o);
+    let actions: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().nth(2)).collect();
+    let oom = actions.iter().position(|a| *a == "oom");
+    assert!(oom.is_some() && oom < actions.iter().position(|a| *a == "die"), "{actions:?}");
     assert!(d.berth(&["rm", "-f", "limited", "hog"]).status.success());
     assert!(
         !std::path::Path::new(&format!("/sys/fs/cgroup/memory/berth/{id}")).exists(),
@@ -930,4 +950,76 @@ fn root_seccomp_default_profile_custom_profiles_and_exec() {
     let o = d.berth(&["run", "--rm", "--security-opt", &opt, "busybox", "true"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("SCMP_ACT_SOMETIMES"), "{}", stderr(&o));
+}
+
+/// The same limits through cgroup v2's files. Runs only on a cgroup v2 host (this project's
+/// CI machine has cgroup v1, where `root_confinement_and_limits_cgroup_v1` and
+/// `root_stats_and_update_cgroup_v1` cover the shared code).
+#[test]
+fn root_limits_stats_and_update_cgroup_v2() {
+    if !can_run() {
+        return;
+    }
+    let v2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    if !v2 {
+        eprintln!("skipped: /sys/fs/cgroup is not a cgroup v2 hierarchy here");
+        return;
+    }
+    let d = Daemon::start();
+    let o = d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "v2",
+        "-m",
+        "32m",
+        "--memory-swap",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "20",
+        "--cpuset-cpus",
+        "0",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = d.inspect("v2")["Id"].as_str().expect("id").to_owned();
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/berth/{id}/{f}")).unwrap_or_default().trim().to_owned()
+    };
+    assert_eq!(read("memory.max"), (32 << 20).to_string());
+    assert_eq!(read("memory.swap.max"), (32 << 20).to_string(), "v2 counts swap apart from memory");
+    assert_eq!(read("cpu.max"), "50000 100000");
+    assert_eq!(read("pids.max"), "20");
+    assert_eq!(read("cpuset.cpus"), "0");
+    let (s, b) = d.http("GET", "/containers/v2/stats?stream=false", None).expect("http");
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_str(b.trim()).expect("stats json");
+    assert_eq!(v["memory_stats"]["limit"], 32 << 20);
+    assert!(v["pids_stats"]["current"].as_u64().unwrap_or(0) >= 1, "{v}");
+    assert!(d.berth(&["update", "-m", "128m", "--memory-swap", "256m", "--pids-limit", "50", "v2"]).status.success());
+    assert_eq!(read("memory.max"), (128 << 20).to_string());
+    assert_eq!(read("memory.swap.max"), (128 << 20).to_string());
+    assert_eq!(read("pids.max"), "50");
+    let o = d.berth(&[
+        "run",
+        "--name",
+        "hog",
+        "-m",
+        "16m",
+        "--memory-swap",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=a; while true; do x=$x$x; done",
+    ]);
+    assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
+    assert_eq!(d.inspect("hog")["State"]["OOMKilled"], true);
+    assert!(d.berth(&["rm", "-f", "v2", "hog"]).status.success());
+    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/berth/{id}")).exists(), "cgroup removed with the container");
 }

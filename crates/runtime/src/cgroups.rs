@@ -198,11 +198,17 @@ pub struct Update {
 
 /// Writes new limits into the container's cgroup, v1 or v2.
 pub fn update(path: &str, u: &Update) -> Result<(), String> {
+    update_at(Path::new("/sys/fs/cgroup"), is_v2(), path, u)
+}
+
+/// [`update`] under a cgroup mount `root` of the given version (tests point it at a copy).
+fn update_at(root: &Path, v2: bool, path: &str, u: &Update) -> Result<(), String> {
+    let rel = path.trim_start_matches('/');
     let write = |ctl: &str, file: &str, v: String| -> Result<(), String> {
-        let p = controller_dir(ctl, path).join(file);
+        let dir = if v2 { root.join(rel) } else { root.join(ctl).join(rel) };
+        let p = dir.join(file);
         std::fs::write(&p, &v).map_err(|e| format!("write {v} to `{}`: {e}", p.display()))
     };
-    let v2 = is_v2();
     let unlimited = |n: i64| if n <= 0 { if v2 { "max".to_owned() } else { "-1".to_owned() } } else { n.to_string() };
     if let Some(m) = u.memory {
         // v1 refuses a memory limit above memsw: raise memsw first when both change.
@@ -255,4 +261,71 @@ pub fn update(path: &str, u: &Update) -> Result<(), String> {
         write("blkio", if v2 { "io.weight" } else { "blkio.weight" }, w.to_string())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(root: &Path, dirs: &[&str]) {
+        for d in dirs {
+            std::fs::create_dir_all(root.join(d)).expect("dir");
+        }
+    }
+
+    fn read(p: std::path::PathBuf) -> String {
+        std::fs::read_to_string(&p).unwrap_or_else(|_| format!("<no {}>", p.display()))
+    }
+
+    fn all() -> Update {
+        Update {
+            memory: Some(128 << 20),
+            memory_swap: Some(256 << 20),
+            memory_reservation: Some(64 << 20),
+            nano_cpus: Some(500_000_000),
+            cpu_shares: Some(1024),
+            pids_limit: Some(50),
+            cpuset_cpus: Some("0".into()),
+            blkio_weight: Some(300),
+        }
+    }
+
+    #[test]
+    fn update_writes_cgroup_v2_files() {
+        let t = tempfile::tempdir().expect("tempdir");
+        files(t.path(), &["berth/c"]);
+        update_at(t.path(), true, "/berth/c", &all()).expect("update");
+        let f = |n: &str| read(t.path().join("berth/c").join(n));
+        assert_eq!(f("memory.max"), (128u64 << 20).to_string());
+        assert_eq!(f("memory.swap.max"), (128u64 << 20).to_string(), "swap alone, not memory+swap");
+        assert_eq!(f("memory.low"), (64u64 << 20).to_string());
+        assert_eq!(f("cpu.max"), "50000 100000");
+        assert_eq!(f("cpu.weight"), "39");
+        assert_eq!(f("pids.max"), "50");
+        assert_eq!(f("cpuset.cpus"), "0");
+        assert_eq!(f("io.weight"), "300");
+        // Unlimited is `max` in v2.
+        let u = Update { memory: Some(-1), pids_limit: Some(0), nano_cpus: Some(0), ..Default::default() };
+        update_at(t.path(), true, "/berth/c", &u).expect("update");
+        assert_eq!(f("memory.max"), "max");
+        assert_eq!(f("pids.max"), "max");
+        assert_eq!(f("cpu.max"), "max 100000");
+    }
+
+    #[test]
+    fn update_writes_cgroup_v1_files() {
+        let t = tempfile::tempdir().expect("tempdir");
+        files(t.path(), &["memory/berth/c", "cpu/berth/c", "pids/berth/c", "cpuset/berth/c", "blkio/berth/c"]);
+        update_at(t.path(), false, "/berth/c", &all()).expect("update");
+        let f = |c: &str, n: &str| read(t.path().join(c).join("berth/c").join(n));
+        assert_eq!(f("memory", "memory.limit_in_bytes"), (128u64 << 20).to_string());
+        assert_eq!(f("memory", "memory.memsw.limit_in_bytes"), (256u64 << 20).to_string());
+        assert_eq!(f("memory", "memory.soft_limit_in_bytes"), (64u64 << 20).to_string());
+        assert_eq!(f("cpu", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(f("cpu", "cpu.shares"), "1024");
+        assert_eq!(f("pids", "pids.max"), "50");
+        assert_eq!(f("blkio", "blkio.weight"), "300");
+        // A path outside the mount cannot be named.
+        assert!(update_at(t.path(), false, "/berth/missing", &all()).is_err());
+    }
 }

@@ -483,12 +483,8 @@ impl RunSpec {
         if !self.sysctl.is_empty() {
             linux["sysctl"] = json!(self.sysctl);
         }
+        mounts.extend(cgroup_mounts(self.process.privileged, &self.cgroups_path));
         if self.process.privileged {
-            // The container's own cgroups, writable, so that a daemon inside (DinD) makes its
-            // containers' cgroups under them. Not for unprivileged containers yet: libcontainer
-            // mounts cgroup v1 hierarchies writable whatever the options say, and Docker's are
-            // read-only.
-            mounts.push(json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "rw"]}));
             // --privileged: every device of the host, as Docker gives it.
             linux["devices"] = json!(host_devices());
         }
@@ -534,6 +530,70 @@ impl RunSpec {
         let dst = bundle.join("config.json");
         std::fs::rename(&tmp, &dst).map_err(|source| RuntimeError::Io { path: dst, source })
     }
+}
+
+/// Docker's /sys/fs/cgroup: the container's own cgroups. Privileged: writable, so that a
+/// daemon inside (DinD) makes its containers' cgroups under them. Otherwise read-only; on
+/// cgroup v1 libcontainer's own `cgroup` mount would be writable whatever its options say
+/// (and a container could make child cgroups), so berth mounts a tmpfs and binds each
+/// hierarchy's container directory read-only onto it, as runc does.
+fn cgroup_mounts(privileged: bool, cgroups_path: &str) -> Vec<Value> {
+    let opts = ["nosuid", "noexec", "nodev", "relatime"];
+    if privileged || crate::cgroups::is_v2() {
+        let mut o: Vec<&str> = opts.to_vec();
+        o.push(if privileged { "rw" } else { "ro" });
+        return vec![json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": o})];
+    }
+    let mut v = vec![
+        json!({"destination": "/sys/fs/cgroup", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "noexec", "nodev", "mode=755", "size=64k"]}),
+    ];
+    let rel = cgroups_path.trim_start_matches('/');
+    for h in v1_hierarchies() {
+        v.push(json!({
+            "destination": format!("/sys/fs/cgroup/{h}"),
+            "type": "bind",
+            "source": format!("/sys/fs/cgroup/{h}/{rel}"),
+            "options": ["rbind", "ro", "nosuid", "noexec", "nodev"],
+        }));
+    }
+    v
+}
+
+/// The cgroup v1 controllers mounted under /sys/fs/cgroup that the runtime makes a directory
+/// in for each container (read once).
+fn v1_hierarchies() -> &'static [String] {
+    static H: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    H.get_or_init(|| {
+        const MANAGED: &[&str] = &[
+            "cpu",
+            "cpuacct",
+            "cpuset",
+            "memory",
+            "devices",
+            "freezer",
+            "blkio",
+            "pids",
+            "hugetlb",
+            "perf_event",
+            "net_cls",
+            "net_prio",
+        ];
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut v: Vec<String> = info
+            .lines()
+            .filter_map(|l| {
+                let (left, right) = l.split_once(" - ")?;
+                let mut r = right.split_whitespace();
+                (r.next()? == "cgroup").then_some(())?;
+                let point = left.split_whitespace().nth(4)?;
+                let name = point.strip_prefix("/sys/fs/cgroup/")?;
+                MANAGED.contains(&name).then(|| name.to_owned())
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    })
 }
 
 #[cfg(test)]
