@@ -7,12 +7,17 @@ use std::process::Command;
 use common::{BERTH, can_run, stderr, stdout};
 
 fn bundle(dir: &std::path::Path, args: &[&str], id: &str) {
+    bundle_with(dir, args, id, |_| {});
+}
+
+/// A busybox bundle whose config.json `edit` may change.
+fn bundle_with(dir: &std::path::Path, args: &[&str], id: &str, edit: impl FnOnce(&mut serde_json::Value)) {
     let rootfs = dir.join("rootfs");
     std::fs::create_dir_all(&rootfs).expect("mkdir");
     let st = Command::new("tar").arg("-C").arg(&rootfs).arg("-xf").arg(common::busybox_tar()).status().expect("tar");
     assert!(st.success());
     let caps = ["CAP_CHOWN", "CAP_KILL", "CAP_SETUID", "CAP_SETGID"];
-    let cfg = serde_json::json!({
+    let mut cfg = serde_json::json!({
         "ociVersion": "1.0.2",
         "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "args": args, "env": ["PATH=/bin"], "cwd": "/",
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}},
@@ -22,6 +27,7 @@ fn bundle(dir: &std::path::Path, args: &[&str], id: &str) {
         "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}],
             "cgroupsPath": format!("/berth-runtime-test/{id}")},
     });
+    edit(&mut cfg);
     std::fs::write(dir.join("config.json"), serde_json::to_vec(&cfg).expect("json")).expect("write");
 }
 
@@ -91,5 +97,65 @@ fn root_runtime_runs_a_bundle_like_runc() {
         let p = std::path::Path::new("/sys/fs/cgroup").join(sub).join("berth-runtime-test");
         let _ = std::fs::remove_dir(&p);
         assert!(!p.join(&id1).exists() && !p.join(&id2).exists(), "cgroup left in {sub}");
+    }
+}
+
+/// Found by runtime-tools' linux_cgroups_memory: libcontainer dropped `disableOOMKiller`. And
+/// its errors were bare categories ("oci spec error") that did not name the bad value.
+#[test]
+fn root_runtime_disables_the_oom_killer_v1_and_names_bad_spec_values() {
+    if !can_run() {
+        return;
+    }
+    let d = tempfile::Builder::new().prefix("bert").tempdir_in("/tmp").expect("tempdir");
+    let state = d.path().join("state");
+    let b = d.path().join("oom");
+    let id = format!("rt-oom-{}", std::process::id());
+    bundle_with(&b, &["sleep", "30"], &id, |c| {
+        c["linux"]["resources"] = serde_json::json!({"memory": {"limit": 64 << 20, "disableOOMKiller": true}});
+    });
+    let st = Command::new(BERTH)
+        .arg("runtime")
+        .arg("--root")
+        .arg(&state)
+        .args(["create", "-b", b.to_str().expect("path"), &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("create");
+    assert!(st.success());
+    let v2 = runtime::cgroups::is_v2();
+    let ctl = std::path::Path::new("/sys/fs/cgroup/memory/berth-runtime-test").join(&id).join("memory.oom_control");
+    let oom_control = std::fs::read_to_string(&ctl).unwrap_or_default();
+    let _ = rt(&state, &["delete", "--force", &id]);
+    if !v2 {
+        assert!(oom_control.contains("oom_kill_disable 1"), "{}: {oom_control}", ctl.display());
+    }
+
+    let b = d.path().join("badcap");
+    let id = format!("rt-badcap-{}", std::process::id());
+    bundle_with(&b, &["true"], &id, |c| {
+        c["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_CHOWN", "CAP_TEST"]);
+    });
+    let o = rt(&state, &["create", "-b", b.to_str().expect("path"), &id]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("CAP_TEST"), "{}", stderr(&o));
+    assert!(!rt(&state, &["state", &id]).status.success(), "a failed create left state behind");
+
+    // Was a bare "io error: No such file or directory".
+    let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.starts_with('Y'));
+    if !apparmor {
+        let b = d.path().join("aa");
+        let id = format!("rt-aa-{}", std::process::id());
+        bundle_with(&b, &["true"], &id, |c| c["process"]["apparmorProfile"] = "acme".into());
+        let o = rt(&state, &["create", "-b", b.to_str().expect("path"), &id]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("apparmor profile `acme`"), "{}", stderr(&o));
+        assert!(!rt(&state, &["state", &id]).status.success(), "a failed create left state behind");
+    }
+    for sub in ["memory", "pids", "cpu"] {
+        let p = std::path::Path::new("/sys/fs/cgroup").join(sub).join("berth-runtime-test");
+        let _ = std::fs::remove_dir(&p);
     }
 }

@@ -14,6 +14,30 @@ pub fn controller_dir(controller: &str, path: &str) -> PathBuf {
     if is_v2() { Path::new("/sys/fs/cgroup").join(rel) } else { Path::new("/sys/fs/cgroup").join(controller).join(rel) }
 }
 
+/// The cgroup of process `pid` for a v1 controller (`memory`), or its v2 cgroup, as
+/// `/proc/<pid>/cgroup` names it (relative to this process's cgroup namespace).
+pub fn of_pid(pid: i32, controller: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+        let hit = if is_v2() { ctrls.is_empty() } else { ctrls.split(',').any(|c| c == controller) };
+        hit.then(|| path.to_owned())
+    })
+}
+
+/// Turns the OOM killer off for the memory cgroup of process `pid` (`memory.oom_control`, the
+/// spec's `linux.resources.memory.disableOOMKiller`), as runc does. cgroup v2 has no such
+/// switch: there it is a no-op, as in runc.
+pub fn disable_oom_killer(pid: i32) -> Result<(), String> {
+    if is_v2() {
+        return Ok(());
+    }
+    let path = of_pid(pid, "memory").ok_or_else(|| format!("process {pid} has no memory cgroup"))?;
+    let file = controller_dir("memory", &path).join("memory.oom_control");
+    std::fs::write(&file, "1").map_err(|e| format!("disable the OOM killer in `{}`: {e}", file.display()))
+}
+
 /// Removes what is left of a stopped container's cgroup `path` in every hierarchy, children
 /// first. The runtime removes the container's own directory, but not one that still holds
 /// cgroups made inside it — by a daemon running in a privileged container (DinD) — and an

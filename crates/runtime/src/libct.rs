@@ -86,6 +86,27 @@ fn drop_sys_admin() -> Result<(), String> {
     Ok(())
 }
 
+/// An error with its causes: libcontainer's own messages are often only a category ("oci spec
+/// error", "io error"), the detail that names the culprit is in the source.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// Whether the kernel's AppArmor LSM is on, as libcontainer and runc test it.
+fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.starts_with('Y'))
+}
+
 impl Libcontainer {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into(), seccomp: None }
@@ -102,7 +123,7 @@ impl Libcontainer {
         Container::load(self.root.join(id)).map_err(|e| RuntimeError::Other {
             op,
             id: id.to_owned(),
-            message: e.to_string(),
+            message: chain(&e),
         })
     }
 
@@ -163,6 +184,16 @@ impl Libcontainer {
 impl Runtime for Libcontainer {
     fn create(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32, RuntimeError> {
         let err = |message: String| RuntimeError::Create { id: id.to_owned(), message };
+        // libcontainer reads it too; a spec it cannot parse is its to report.
+        let spec = Spec::load(bundle.join("config.json")).ok();
+        let apparmor = spec.as_ref().and_then(|s| s.process().as_ref()).and_then(|p| p.apparmor_profile().clone());
+        if let Some(profile) = apparmor.filter(|p| !p.is_empty())
+            && !apparmor_enabled()
+        {
+            return Err(err(format!(
+                "apparmor profile `{profile}` requested, but AppArmor is not enabled on this host"
+            )));
+        }
         let container = self
             .builder(id, stdio)
             .map_err(err)?
@@ -170,12 +201,26 @@ impl Runtime for Libcontainer {
             .with_systemd(false)
             .with_detach(true)
             .build()
-            .map_err(|e| err(e.to_string()))?;
-        container.pid().map(|p| p.as_raw()).ok_or_else(|| err("the runtime reported no pid".into()))
+            .map_err(|e| err(chain(&e)))?;
+        let pid = container.pid().map(|p| p.as_raw()).ok_or_else(|| err("the runtime reported no pid".into()))?;
+        // libcontainer 0.7 never passes the spec's disableOOMKiller to its cgroup manager.
+        let disable_oom = spec.is_some_and(|s| {
+            s.linux()
+                .as_ref()
+                .and_then(|l| l.resources().as_ref())
+                .and_then(|r| r.memory().as_ref())
+                .and_then(|m| m.disable_oom_killer())
+                == Some(true)
+        });
+        if disable_oom && let Err(message) = crate::cgroups::disable_oom_killer(pid) {
+            let _ = self.delete(id, true);
+            return Err(err(message));
+        }
+        Ok(pid)
     }
 
     fn start(&self, id: &str) -> Result<(), RuntimeError> {
-        self.load(id, "start")?.start().map_err(|e| RuntimeError::Start { id: id.to_owned(), message: e.to_string() })
+        self.load(id, "start")?.start().map_err(|e| RuntimeError::Start { id: id.to_owned(), message: chain(&e) })
     }
 
     fn exec(&self, id: &str, process: &Path, stdio: Stdio) -> Result<i32, RuntimeError> {
@@ -187,21 +232,21 @@ impl Runtime for Libcontainer {
             .with_process(Some(process))
             .with_detach(true)
             .build()
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(chain(&e)))?;
         Ok(pid.as_raw())
     }
 
     fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), RuntimeError> {
         let err = |message: String| RuntimeError::Kill { id: id.to_owned(), message };
-        let sig = Signal::try_from(signal).map_err(|e| err(e.to_string()))?;
-        self.load(id, "kill")?.kill(sig, all).map_err(|e| err(e.to_string()))
+        let sig = Signal::try_from(signal).map_err(|e| err(chain(&e)))?;
+        self.load(id, "kill")?.kill(sig, all).map_err(|e| err(chain(&e)))
     }
 
     fn pause(&self, id: &str) -> Result<(), RuntimeError> {
         self.load(id, "pause")?.pause().map_err(|e| RuntimeError::Other {
             op: "pause",
             id: id.to_owned(),
-            message: e.to_string(),
+            message: chain(&e),
         })
     }
 
@@ -209,7 +254,7 @@ impl Runtime for Libcontainer {
         self.load(id, "resume")?.resume().map_err(|e| RuntimeError::Other {
             op: "resume",
             id: id.to_owned(),
-            message: e.to_string(),
+            message: chain(&e),
         })
     }
 
@@ -219,6 +264,6 @@ impl Runtime for Libcontainer {
         }
         self.load(id, "delete")?
             .delete(force)
-            .map_err(|e| RuntimeError::Delete { id: id.to_owned(), message: e.to_string() })
+            .map_err(|e| RuntimeError::Delete { id: id.to_owned(), message: chain(&e) })
     }
 }
