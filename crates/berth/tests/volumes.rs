@@ -431,7 +431,10 @@ fn root_save_and_load_both_formats_and_with_real_docker() {
         assert!(ok(&o).contains("Loaded image: mine:2"), "{}", stdout(&o));
     }
     // A malicious archive is refused and leaves nothing behind.
-    let evil = crafted_tar(&[("../../../../../tmp/berth-load-pwned", None, b"x")]);
+    // The bad entry comes first and 32 MB follow: the daemon refuses while the client is still
+    // sending, and the client must get the error, not a broken connection.
+    let padding = vec![0u8; 32 << 20];
+    let evil = crafted_tar(&[("../../../../../tmp/berth-load-pwned", None, b"x"), ("padding", None, &padding)]);
     let o = d.berth_stdin(&["load"], &evil);
     assert!(!o.status.success() && stderr(&o).contains("unsafe path"), "{}", stderr(&o));
     assert!(!Path::new("/tmp/berth-load-pwned").exists());

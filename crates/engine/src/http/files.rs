@@ -92,7 +92,24 @@ pub async fn archive_put(
 /// The request body as a blocking reader (for a blocking thread).
 fn body_reader(req: Request) -> impl std::io::Read + Send + 'static {
     let body = req.into_body().into_data_stream().map_err(std::io::Error::other);
-    tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(body))
+    Drain(tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(body)))
+}
+
+/// A request body read in a blocking task. What the handler leaves unread (an archive refused
+/// halfway) is read and dropped before the answer goes out, so a client still uploading gets
+/// the error rather than a broken connection.
+struct Drain<R: std::io::Read>(R);
+
+impl<R: std::io::Read> std::io::Read for Drain<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: std::io::Read> Drop for Drain<R> {
+    fn drop(&mut self) {
+        let _ = std::io::copy(&mut self.0, &mut std::io::sink());
+    }
 }
 
 /// `GET /containers/{id}/export`.
