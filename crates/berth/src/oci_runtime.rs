@@ -187,15 +187,18 @@ fn run(rt: &Libcontainer, a: RuntimeArgs) -> Result<i32, String> {
             Ok(code)
         }
         Cmd::Exec { process, pid_file, console_socket, detach, tty, cwd, env, id, command } => {
-            let path = match process {
-                Some(p) => p,
+            let st = rt.state(&id).map_err(e)?;
+            let bundle = PathBuf::from(st["bundle"].as_str().unwrap_or("."));
+            let spec = oci::spec::runtime::Spec::load(bundle.join("config.json")).map_err(|x| x.to_string())?;
+            let mut p: oci::spec::runtime::Process = match process {
+                Some(path) => {
+                    let data = std::fs::read(&path).map_err(|x| format!("read `{}`: {x}", path.display()))?;
+                    serde_json::from_slice(&data).map_err(|x| format!("parse `{}`: {x}", path.display()))?
+                }
                 None => {
                     if command.is_empty() {
                         return Err("exec needs --process or a command".into());
                     }
-                    let st = rt.state(&id).map_err(e)?;
-                    let bundle = PathBuf::from(st["bundle"].as_str().unwrap_or("."));
-                    let spec = oci::spec::runtime::Spec::load(bundle.join("config.json")).map_err(|x| x.to_string())?;
                     let mut p = spec.process().clone().ok_or("the container's spec has no process")?;
                     p.set_args(Some(command));
                     p.set_terminal(Some(tty));
@@ -205,14 +208,34 @@ fn run(rt: &Libcontainer, a: RuntimeArgs) -> Result<i32, String> {
                     let mut envs = p.env().clone().unwrap_or_default();
                     envs.extend(env);
                     p.set_env(Some(envs));
-                    // Kept beside the container's state, and removed with it by `delete`.
-                    let path = a.root.join(&id).join(format!("exec-{}.json", std::process::id()));
-                    std::fs::write(&path, serde_json::to_vec(&p).map_err(|x| x.to_string())?)
-                        .map_err(|x| x.to_string())?;
-                    path
+                    p
                 }
             };
-            let pid = rt.exec(&id, &path, stdio(console_socket)).map_err(e)?;
+            // libcontainer runs an exec'd process without the container's seccomp filter: load
+            // it from our executor, as the daemon does (CAP_SYS_ADMIN held until it is in).
+            let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+            let exec_rt = match seccomp {
+                Some(s) => {
+                    let v = serde_json::to_value(&s).map_err(|x| x.to_string())?;
+                    let bpf = runtime::seccomp::compile(&v)?;
+                    if let Some(mut caps) = p.capabilities().clone() {
+                        let add = |s: &Option<std::collections::HashSet<oci::spec::runtime::Capability>>| {
+                            let mut s = s.clone().unwrap_or_default();
+                            s.insert(oci::spec::runtime::Capability::SysAdmin);
+                            Some(s)
+                        };
+                        let (eff, perm) = (add(caps.effective()), add(caps.permitted()));
+                        caps.set_effective(eff).set_permitted(perm);
+                        p.set_capabilities(Some(caps));
+                    }
+                    Libcontainer::new(&a.root).with_seccomp(bpf)
+                }
+                None => Libcontainer::new(&a.root),
+            };
+            // Kept beside the container's state, and removed with it by `delete`.
+            let path = a.root.join(&id).join(format!("exec-{}.json", std::process::id()));
+            std::fs::write(&path, serde_json::to_vec(&p).map_err(|x| x.to_string())?).map_err(|x| x.to_string())?;
+            let pid = exec_rt.exec(&id, &path, stdio(console_socket)).map_err(e)?;
             write_pid(&pid_file, pid)?;
             if detach { Ok(0) } else { Ok(runtime::process::wait_exit(pid)) }
         }

@@ -159,3 +159,55 @@ fn root_runtime_disables_the_oom_killer_v1_and_names_bad_spec_values() {
         let _ = std::fs::remove_dir(&p);
     }
 }
+
+/// libcontainer 0.7 runs an exec'd process without the bundle's seccomp filter; berth loads it
+/// itself (and gives back the CAP_SYS_ADMIN it holds for that).
+#[test]
+fn root_runtime_exec_keeps_the_bundles_seccomp_filter() {
+    if !can_run() {
+        return;
+    }
+    let d = tempfile::Builder::new().prefix("bert").tempdir_in("/tmp").expect("tempdir");
+    let state = d.path().join("state");
+    let b = d.path().join("b");
+    let id = format!("rt-sc-{}", std::process::id());
+    bundle_with(&b, &["sleep", "30"], &id, |cfg| {
+        cfg["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+        });
+    });
+    let st = Command::new(BERTH)
+        .arg("runtime")
+        .arg("--root")
+        .arg(&state)
+        .args(["run", "-d", "-b", b.to_str().expect("path"), &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run");
+    assert!(st.success());
+    let o = rt(
+        &state,
+        &[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "grep -E '^(Seccomp|CapEff):' /proc/self/status; mkdir /x 2>/dev/null || echo refused",
+        ],
+    );
+    assert_eq!(stdout(&o), "CapEff:\t00000000000000e1\nSeccomp:\t2\nrefused\n", "{}", stderr(&o));
+    assert!(rt(&state, &["kill", &id, "KILL"]).status.success());
+    for _ in 0..100 {
+        if rt(&state, &["delete", &id]).status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for sub in ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids"] {
+        let _ = std::fs::remove_dir(std::path::Path::new("/sys/fs/cgroup").join(sub).join("berth-runtime-test"));
+    }
+}
