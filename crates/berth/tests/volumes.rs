@@ -690,3 +690,41 @@ fn root_log_rotation_drivers_and_the_start_up_sweep() {
     assert_eq!(i["HostConfig"]["LogConfig"]["Config"]["max-size"], "1k");
     std::fs::write(d.dir.path().join("daemon.json"), "{}").expect("daemon.json");
 }
+
+/// `import URL`: the daemon fetches the archive (here from a server on loopback).
+#[test]
+fn root_import_from_a_url() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let tar = std::fs::read(common::busybox_tar()).expect("tar");
+    let server = std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        for _ in 0..2 {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut line = String::new();
+            let mut r = std::io::BufReader::new(s.try_clone().expect("clone"));
+            r.read_line(&mut line).expect("request line");
+            while r.read_line(&mut String::new()).map(|n| n > 2).unwrap_or(false) {}
+            if line.contains("/busybox.tar ") {
+                let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", tar.len());
+                let _ = s.write_all(&tar);
+            } else {
+                let _ = write!(s, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/busybox.tar");
+    let o = d.berth(&["import", "-c", "CMD [\"echo\", \"from a url\"]", &url, "fromurl:1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&d.berth(&["run", "--rm", "fromurl:1"])), "from a url\n");
+    let o = d.berth(&["import", &format!("http://127.0.0.1:{port}/missing.tar"), "nope:1"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("missing.tar") && stderr(&o).contains("404"), "{}", stderr(&o));
+    server.join().expect("server");
+    let (status, body) = d.http("POST", "/images/create?fromSrc=ftp%3A%2F%2Fx", None).expect("http");
+    assert_eq!(status, 400, "{body}");
+}

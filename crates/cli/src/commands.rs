@@ -865,7 +865,9 @@ async fn inspect(c: &Client, names: Vec<String>, format: Option<String>, kind: O
 }
 
 async fn import(c: &Client, a: crate::ImportArgs) -> i32 {
-    let mut q = vec!["fromSrc=-".to_owned()];
+    // A URL is fetched by the daemon, as docker does.
+    let url = a.file.starts_with("http://") || a.file.starts_with("https://");
+    let mut q = vec![format!("fromSrc={}", if url { enc(&a.file) } else { "-".to_owned() })];
     if let Some(r) = &a.reference {
         let (repo, tag) = split_tag(r);
         q.push(format!("repo={}", enc(&repo)));
@@ -879,7 +881,9 @@ async fn import(c: &Client, a: crate::ImportArgs) -> i32 {
     for ch in &a.changes {
         q.push(format!("changes={}", enc(ch)));
     }
-    let body = if a.file == "-" {
+    let body = if url {
+        api::client::empty()
+    } else if a.file == "-" {
         reader_body(tokio::io::stdin())
     } else {
         match tokio::fs::File::open(&a.file).await {

@@ -38,10 +38,11 @@ pub async fn create(State(e): State<AppState>, q: Query, req: Request) -> Result
 }
 
 async fn import(e: AppState, q: &HashMap<String, String>, src: String, req: Request) -> Result<Response> {
-    if src != "-" {
-        return Err(EngineError::Unsupported(
-            "import from a URL is not supported yet; pass the archive in the request body".into(),
-        ));
+    let from_url = src.starts_with("http://") || src.starts_with("https://");
+    if src != "-" && !from_url {
+        return Err(EngineError::BadRequest(format!(
+            "import source `{src}`: give `-` (the archive in the request body) or an http(s) URL"
+        )));
     }
     let tag = match q.get("repo").filter(|r| !r.is_empty()) {
         Some(repo) => {
@@ -55,8 +56,16 @@ async fn import(e: AppState, q: &HashMap<String, String>, src: String, req: Requ
     };
     // `changes` may be given many times (`import -c A -c B`): all of them apply.
     let changes: Vec<String> = super::files::query_all(req.uri().query(), "changes");
-    let opts = ImportOptions { tag, changes, message: q.get("message").cloned(), source: src };
-    let body = req.into_body().into_data_stream().map_err(std::io::Error::other);
+    let opts = ImportOptions { tag, changes, message: q.get("message").cloned(), source: src.clone() };
+    let body: std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send>> = if from_url {
+        let resp = reqwest::get(&src)
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|err| EngineError::BadRequest(format!("import from `{src}`: {err}")))?;
+        Box::pin(resp.bytes_stream().map_err(std::io::Error::other))
+    } else {
+        Box::pin(req.into_body().into_data_stream().map_err(std::io::Error::other))
+    };
     let reader = tokio_util::io::StreamReader::new(body);
     let e2 = e.clone();
     let rec = blocking(move || {
