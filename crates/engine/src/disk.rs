@@ -16,22 +16,6 @@ use serde_json::{Value, json};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 
-/// Docker's prune/list filters: `{"label":["a=b"],"until":["24h"]}` (or the map form).
-pub fn parse_filters(s: Option<&String>) -> Result<BTreeMap<String, Vec<String>>> {
-    let Some(s) = s.filter(|s| !s.is_empty()) else { return Ok(BTreeMap::new()) };
-    let v: Value = serde_json::from_str(s).map_err(|e| EngineError::BadRequest(format!("invalid filters: {e}")))?;
-    let mut out = BTreeMap::new();
-    for (k, v) in v.as_object().into_iter().flatten() {
-        let vals: Vec<String> = match v {
-            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
-            Value::Object(o) => o.iter().filter(|(_, b)| b.as_bool() != Some(false)).map(|(k, _)| k.clone()).collect(),
-            _ => return Err(EngineError::BadRequest(format!("invalid filter `{k}`"))),
-        };
-        out.insert(k.clone(), vals);
-    }
-    Ok(out)
-}
-
 /// `label=k`, `label=k=v`, `label!=…` against a label map.
 fn labels_match(filters: &BTreeMap<String, Vec<String>>, labels: &BTreeMap<String, String>) -> bool {
     let one = |f: &str| match f.split_once('=') {
@@ -354,7 +338,8 @@ mod tests {
 
     #[test]
     fn filters_parse_and_match() {
-        let f = parse_filters(Some(&r#"{"label":["a=1"],"until":{"1h":true}}"#.to_owned())).expect("filters");
+        let f =
+            crate::http::parse_filters(Some(&r#"{"label":["a=1"],"until":{"1h":true}}"#.to_owned())).expect("filters");
         let labels: BTreeMap<String, String> = [("a".to_owned(), "1".to_owned())].into();
         assert!(labels_match(&f, &labels));
         assert!(!labels_match(&f, &BTreeMap::new()));

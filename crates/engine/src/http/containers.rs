@@ -9,11 +9,11 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use api::units::human_duration;
 
-use super::{AppState, Query, bridge, channel_body, hijack, parse_json, qbool, qint};
+use super::{AppState, Query, bridge, channel_body, hijack, parse_filters, parse_json, qbool, qint};
 use crate::container::{Container, Status};
 use crate::error::{EngineError, Result};
 use crate::lifecycle::parse_signal;
@@ -51,22 +51,6 @@ fn status_text(c: &Container) -> String {
         Status::Exited => format!("Exited ({}) {} ago", r.state.exit_code, human_duration(since(&r.state.finished_at))),
         Status::Dead => "Dead".into(),
     }
-}
-
-/// Docker's list filters: `{"status":["running"]}` or the older `{"status":{"running":true}}`.
-fn parse_filters(s: Option<&String>) -> Result<BTreeMap<String, Vec<String>>> {
-    let Some(s) = s.filter(|s| !s.is_empty()) else { return Ok(BTreeMap::new()) };
-    let v: Value = serde_json::from_str(s).map_err(|e| EngineError::BadRequest(format!("invalid filters: {e}")))?;
-    let mut out = BTreeMap::new();
-    for (k, v) in v.as_object().into_iter().flatten() {
-        let vals: Vec<String> = match v {
-            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
-            Value::Object(o) => o.keys().cloned().collect(),
-            _ => return Err(EngineError::BadRequest(format!("invalid filter `{k}`"))),
-        };
-        out.insert(k.clone(), vals);
-    }
-    Ok(out)
 }
 
 fn matches(c: &Container, filters: &BTreeMap<String, Vec<String>>) -> Result<bool> {

@@ -8,30 +8,10 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{AppState, Query, channel_body};
+use super::{AppState, Query, channel_body, parse_filters};
 use crate::error::{EngineError, Result};
 use crate::events::Filter;
 use crate::logs::parse_since;
-
-/// Docker's `filters` query value: `{"key":["v",…]}` or the older `{"key":{"v":true}}`.
-pub fn parse_filters(q: &HashMap<String, String>) -> Result<HashMap<String, Vec<String>>> {
-    let Some(raw) = q.get("filters").filter(|f| !f.is_empty()) else { return Ok(HashMap::new()) };
-    let v: serde_json::Value =
-        serde_json::from_str(raw).map_err(|e| EngineError::BadRequest(format!("invalid filter `{raw}`: {e}")))?;
-    let obj = v.as_object().ok_or_else(|| EngineError::BadRequest(format!("invalid filter `{raw}`: not an object")))?;
-    let mut out = HashMap::new();
-    for (k, vals) in obj {
-        let list: Vec<String> = match vals {
-            serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
-            serde_json::Value::Object(m) => {
-                m.iter().filter(|(_, on)| on.as_bool() == Some(true)).map(|(v, _)| v.clone()).collect()
-            }
-            _ => return Err(EngineError::BadRequest(format!("invalid filter `{raw}`: `{k}` needs a list"))),
-        };
-        out.insert(k.clone(), list);
-    }
-    Ok(out)
-}
 
 const KEYS: &[&str] = &[
     "type",
@@ -59,7 +39,7 @@ pub async fn events(State(e): State<AppState>, q: Query) -> Result<Response> {
                 .ok_or_else(|| EngineError::BadRequest(format!("invalid value for `{k}`: `{s}` is not a timestamp"))),
         }
     };
-    let filters = parse_filters(&q)?;
+    let filters: HashMap<String, Vec<String>> = parse_filters(q.get("filters"))?.into_iter().collect();
     if let Some(k) = filters.keys().find(|k| !KEYS.contains(&k.as_str())) {
         return Err(EngineError::BadRequest(format!("invalid filter '{k}'")));
     }

@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use serde_json::{Value, json};
 
+use super::parse_filters;
 use super::{AppState, Query, channel_body, qbool};
 use crate::archive::{ChannelWriter, encode_stat, extract_into, path_stat, write_path_tar, write_rootfs_tar};
-use crate::disk::parse_filters;
 use crate::error::{EngineError, Result};
 
 const STAT_HEADER: &str = "X-Docker-Container-Path-Stat";

@@ -12,7 +12,7 @@ mod stats;
 mod system;
 mod volumes;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::Router;
@@ -22,6 +22,7 @@ use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::engine::Engine;
@@ -125,6 +126,23 @@ pub fn strip_version(mut req: Request) -> Result<Request> {
 }
 
 pub type Query = axum::extract::Query<HashMap<String, String>>;
+
+/// Docker's `filters` query value: `{"label":["a=b"]}`, or the older map form
+/// `{"label":{"a=b":true}}`; the one parser of every list, prune and events route.
+pub fn parse_filters(s: Option<&String>) -> Result<BTreeMap<String, Vec<String>>> {
+    let Some(s) = s.filter(|s| !s.is_empty()) else { return Ok(BTreeMap::new()) };
+    let v: Value = serde_json::from_str(s).map_err(|e| EngineError::BadRequest(format!("invalid filters: {e}")))?;
+    let mut out = BTreeMap::new();
+    for (k, v) in v.as_object().into_iter().flatten() {
+        let vals: Vec<String> = match v {
+            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+            Value::Object(o) => o.iter().filter(|(_, b)| b.as_bool() != Some(false)).map(|(k, _)| k.clone()).collect(),
+            _ => return Err(EngineError::BadRequest(format!("invalid filter `{k}`"))),
+        };
+        out.insert(k.clone(), vals);
+    }
+    Ok(out)
+}
 
 /// Docker's boolean query values: `1`, `true`, `True`.
 pub fn qbool(q: &HashMap<String, String>, k: &str) -> bool {

@@ -1,7 +1,5 @@
 //! `/networks/…`.
 
-use std::collections::BTreeMap;
-
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -9,24 +7,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AppState, Query, parse_json};
+use super::{AppState, Query, parse_filters, parse_json};
 use crate::error::{EngineError, Result};
 use crate::network::api::{CreateRequest, matches};
-
-fn parse_filters(s: Option<&String>) -> Result<BTreeMap<String, Vec<String>>> {
-    let Some(s) = s.filter(|s| !s.is_empty()) else { return Ok(BTreeMap::new()) };
-    let v: Value = serde_json::from_str(s).map_err(|e| EngineError::BadRequest(format!("invalid filters: {e}")))?;
-    let mut out = BTreeMap::new();
-    for (k, v) in v.as_object().into_iter().flatten() {
-        let vals: Vec<String> = match v {
-            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
-            Value::Object(o) => o.keys().cloned().collect(),
-            _ => return Err(EngineError::BadRequest(format!("invalid filter `{k}`"))),
-        };
-        out.insert(k.clone(), vals);
-    }
-    Ok(out)
-}
 
 pub async fn list(State(e): State<AppState>, q: Query) -> Result<axum::Json<Vec<Value>>> {
     let filters = parse_filters(q.get("filters"))?;

@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::parse_filters;
 use super::{AppState, Query, qbool};
-use crate::disk::parse_filters;
 use crate::error::{EngineError, Result};
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
