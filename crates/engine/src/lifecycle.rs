@@ -809,6 +809,8 @@ impl Engine {
         tokio::task::spawn_blocking(move || {
             let rt = runtime::libct::Libcontainer::new(runtime_root);
             let _ = runtime::Runtime::delete(&rt, &id, true);
+            // Whatever the runtime could not remove of the container's cgroups goes now.
+            runtime::cgroups::remove_tree(&format!("/berth/{id}"));
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -50,7 +50,16 @@ pub fn remove_tree(path: &str) {
                 rm(&e.path());
             }
         }
-        let _ = std::fs::remove_dir(dir);
+        // EBUSY while the last processes of the cgroup are still being torn down: a moment later
+        // it is empty (seen with the v1 freezer when tests stop many containers at once).
+        for _ in 0..20 {
+            match std::fs::remove_dir(dir) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                _ => break,
+            }
+        }
     }
     let rel = path.trim_start_matches('/');
     if rel.is_empty() || rel.split('/').any(|c| c == "..") {
