@@ -221,7 +221,7 @@ fn image_id(d: &Daemon, name: &str) -> String {
 
 fn restart_with(d: &mut Daemon, json: &str) {
     d.terminate();
-    std::fs::write(d.dir.path().join("daemon.json"), json).expect("daemon.json");
+    d.write_config(json);
     d.spawn();
 }
 

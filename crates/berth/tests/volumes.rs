@@ -678,8 +678,7 @@ fn root_log_rotation_drivers_and_the_start_up_sweep() {
     std::fs::create_dir_all(&tmp).expect("mkdir");
     let cdir = d.data_root().join("containers").join("ef".repeat(32));
     std::fs::create_dir_all(cdir.join("upper")).expect("mkdir");
-    std::fs::write(d.dir.path().join("daemon.json"), r#"{"log-opts": {"max-size": "1k", "max-file": "2"}}"#)
-        .expect("daemon.json");
+    d.write_config(r#"{"log-opts": {"max-size": "1k", "max-file": "2"}}"#);
     d.spawn();
     for p in [&snap, &blob, &ingest, &tmp, &cdir] {
         assert!(!p.exists(), "{} survived the sweep", p.display());
@@ -688,7 +687,7 @@ fn root_log_rotation_drivers_and_the_start_up_sweep() {
     ok(&d.berth(&["create", "--name", "dj", "busybox"]));
     let i = d.inspect("dj");
     assert_eq!(i["HostConfig"]["LogConfig"]["Config"]["max-size"], "1k");
-    std::fs::write(d.dir.path().join("daemon.json"), "{}").expect("daemon.json");
+    d.write_config("{}");
 }
 
 /// `import URL`: the daemon fetches the archive (here from a server on loopback).

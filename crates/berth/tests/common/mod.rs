@@ -86,6 +86,16 @@ impl Daemon {
 
     /// The default bridge of this daemon: named after its unique temporary directory, so
     /// parallel test daemons never share a bridge or a firewall table.
+    /// Writes daemon.json (read at the next `spawn`), keeping this daemon's own bridge: a test
+    /// daemon on the default `berth0` would leave that bridge and its nft table behind.
+    pub fn write_config(&self, json: &str) {
+        let mut v: serde_json::Value = serde_json::from_str(json).expect("daemon.json is JSON");
+        if v.get("bridge").is_none() {
+            v["bridge"] = serde_json::Value::String(self.bridge());
+        }
+        std::fs::write(self.dir.path().join("daemon.json"), v.to_string()).expect("write daemon.json");
+    }
+
     pub fn bridge(&self) -> String {
         let tail: String = self.dir.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tail: String = tail.trim_start_matches("be2e").chars().filter(char::is_ascii_alphanumeric).collect();
