@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use api::client::{Client, ClientError, reader_body};
 use api::types::{
     ContainerConfig, ContainerInspect, ContainerSummary, CreateResponse, DeleteItem, ExecConfig, ExecInspect,
-    ExecStart, HistoryItem, HostConfig, IdResponse, ImageSummary, ProgressLine, TopResponse, WaitResponse,
+    ExecStart, HistoryItem, HostConfig, IdResponse, ImageSummary, TopResponse, WaitResponse,
 };
 use http_body_util::BodyExt;
 use hyper::Method;
@@ -402,34 +402,6 @@ fn build_config(a: &RunArgs) -> Result<ContainerConfig, String> {
 /// docker's exit code for a failed start: 126 cannot run, 127 not found, else 125.
 fn start_failure_code(msg: &str) -> i32 {
     api::start_error_code(msg).unwrap_or(125)
-}
-
-/// Follows a JSON progress stream, printing status lines; returns the first error.
-async fn progress(resp: hyper::Response<hyper::body::Incoming>, quiet: bool) -> Result<Vec<ProgressLine>, String> {
-    let mut body = resp.into_body();
-    let mut buf = Vec::new();
-    let mut lines = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| e.to_string())?;
-        if let Ok(d) = frame.into_data() {
-            buf.extend_from_slice(&d);
-        }
-        while let Some(i) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=i).collect();
-            let Ok(p) = serde_json::from_slice::<ProgressLine>(line.trim_ascii()) else { continue };
-            if let Some(e) = &p.error {
-                return Err(e.clone());
-            }
-            if !quiet && let Some(s) = &p.status {
-                match &p.id {
-                    Some(id) => eprintln!("{id}: {s}"),
-                    None => eprintln!("{s}"),
-                }
-            }
-            lines.push(p);
-        }
-    }
-    Ok(lines)
 }
 
 async fn create_container(c: &Client, a: &RunArgs, cfg: &ContainerConfig) -> Result<String, (i32, String)> {
@@ -896,7 +868,7 @@ async fn import(c: &Client, a: crate::ImportArgs) -> i32 {
     };
     let headers = vec![("Content-Type", "application/x-tar".to_owned())];
     match c.request(Method::POST, &format!("/images/create?{}", q.join("&")), headers, body).await {
-        Ok(resp) => match progress(resp, true).await {
+        Ok(resp) => match crate::distribution::show(resp, crate::distribution::Target::Stderr, true).await {
             Ok(lines) => {
                 for l in lines {
                     if let Some(s) = l.status {

@@ -778,14 +778,26 @@ fn check_action(a: &str) -> Result<(), String> {
 /// The OCI object for `profile` (None: the default) and `caps`, translated once per distinct
 /// pair and then reused.
 pub fn oci_profile(profile: Option<&str>, caps: &[String]) -> Result<Arc<Value>, String> {
-    type Cache = Mutex<HashMap<(Option<String>, Vec<String>), Arc<Value>>>;
+    entry(profile, caps).map(|e| e.oci.clone())
+}
+
+/// One translated profile, and the file its compiled program was written to.
+struct Entry {
+    oci: Arc<Value>,
+    file: Mutex<Option<std::path::PathBuf>>,
+}
+
+/// The cache behind [`oci_profile`] and [`bpf_file`], keyed by the profile and the sorted
+/// capabilities.
+fn entry(profile: Option<&str>, caps: &[String]) -> Result<Arc<Entry>, String> {
+    type Cache = Mutex<HashMap<(Option<String>, Vec<String>), Arc<Entry>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let mut sorted = caps.to_vec();
     sorted.sort();
     let key = (profile.map(str::to_owned), sorted);
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(v) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-        return Ok(v.clone());
+    if let Some(e) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(e.clone());
     }
     let v = match profile {
         None => translate(default_profile(), caps)?,
@@ -794,14 +806,14 @@ pub fn oci_profile(profile: Option<&str>, caps: &[String]) -> Result<Arc<Value>,
             translate(&p, caps)?
         }
     };
-    let v = Arc::new(v);
+    let e = Arc::new(Entry { oci: Arc::new(v), file: Mutex::new(None) });
     let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
     // A daemon sees few distinct profiles; a runaway client cannot grow this without bound.
     if c.len() > 256 {
         c.clear();
     }
-    c.insert(key, v.clone());
-    Ok(v)
+    c.insert(key, e.clone());
+    Ok(e)
 }
 
 /// Compiles an OCI seccomp object into the BPF program the kernel loads (what libcontainer
@@ -885,27 +897,23 @@ pub fn compile(oci: &Value) -> Result<Vec<u8>, String> {
 /// named by its digest: compiled once per distinct pair, written once, then reused by every
 /// container start (the shim reads it and hands it to the container's executor).
 pub fn bpf_file(dir: &std::path::Path, profile: Option<&str>, caps: &[String]) -> Result<std::path::PathBuf, String> {
-    static FILES: OnceLock<Mutex<HashMap<usize, std::path::PathBuf>>> = OnceLock::new();
-    let oci = oci_profile(profile, caps)?;
-    // The translation is cached per (profile, caps), so its address names that pair.
-    let key = Arc::as_ptr(&oci) as usize;
-    let files = FILES.get_or_init(Default::default);
-    if let Some(p) = files.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
-        && p.exists()
-    {
+    let e = entry(profile, caps)?;
+    // Held while compiling: two starts with the same profile compile it once.
+    let mut file = e.file.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = file.as_ref().filter(|p| p.exists()) {
         return Ok(p.clone());
     }
-    let bpf = compile(&oci)?;
+    let bpf = compile(&e.oci)?;
     use sha2::Digest;
-    let name = format!("{:x}.bpf", sha2::Sha256::digest(&bpf));
+    let hex = format!("{:x}", sha2::Sha256::digest(&bpf));
     std::fs::create_dir_all(dir).map_err(|e| format!("create `{}`: {e}", dir.display()))?;
-    let path = dir.join(name);
+    let path = dir.join(format!("{hex}.bpf"));
     if !path.exists() {
-        let tmp = dir.join(format!(".tmp-{}-{key:x}", std::process::id()));
+        let tmp = dir.join(format!(".tmp-{}-{hex}", std::process::id()));
         std::fs::write(&tmp, &bpf).map_err(|e| format!("write `{}`: {e}", tmp.display()))?;
         std::fs::rename(&tmp, &path).map_err(|e| format!("rename `{}`: {e}", path.display()))?;
     }
-    files.lock().unwrap_or_else(|p| p.into_inner()).insert(key, path.clone());
+    *file = Some(path.clone());
     Ok(path)
 }
 
