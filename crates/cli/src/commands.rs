@@ -814,14 +814,8 @@ async fn inspect(c: &Client, names: Vec<String>, format: Option<String>, kind: O
     }
     match format {
         Some(f) => {
-            for v in &out {
-                match template(&f, v) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => {
-                        eprintln!("{e}");
-                        return 1;
-                    }
-                }
+            if crate::fmt::print_each(&f, &out) != 0 {
+                return 1;
             }
         }
         None => {

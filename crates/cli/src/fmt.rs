@@ -87,6 +87,21 @@ fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     Some(cur)
 }
 
+/// Prints `tpl` rendered for each value, a line each (docker's `--format`); a template error
+/// is printed and gives exit code 1, else 0.
+pub fn print_each<'a>(tpl: &str, values: impl IntoIterator<Item = &'a Value>) -> i32 {
+    for v in values {
+        match template(tpl, v) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("{e}");
+                return 1;
+            }
+        }
+    }
+    0
+}
+
 /// Evaluates the subset of Go templates people use with `--format`/`-f`: `{{.A.B}}`,
 /// `{{json .A}}`, `{{index .A "k"}}`, `{{upper .A}}`, `{{lower .A}}`, `{{.}}`.
 pub fn template(tpl: &str, v: &Value) -> Result<String, String> {

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::commands::enc;
-use crate::fmt::{table, template};
+use crate::fmt::{print_each, table};
 
 /// `run`/`create` flags about networking.
 #[derive(Debug, Args, Clone, Default)]
@@ -364,18 +364,15 @@ pub async fn network(c: &Client, cmd: NetworkCmd) -> i32 {
                 return 0;
             }
             if let Some(f) = &a.format {
-                for v in &list {
-                    let mut row = v.clone();
-                    row["ID"] = json!(id(v));
-                    match template(f, &row) {
-                        Ok(s) => println!("{s}"),
-                        Err(e) => {
-                            eprintln!("{e}");
-                            return 1;
-                        }
-                    }
-                }
-                return 0;
+                let rows: Vec<Value> = list
+                    .iter()
+                    .map(|v| {
+                        let mut row = v.clone();
+                        row["ID"] = json!(id(v));
+                        row
+                    })
+                    .collect();
+                return print_each(f, &rows);
             }
             let rows: Vec<Vec<String>> = list
                 .iter()
@@ -404,14 +401,8 @@ pub async fn network(c: &Client, cmd: NetworkCmd) -> i32 {
             }
             match format {
                 Some(f) => {
-                    for v in &out {
-                        match template(&f, v) {
-                            Ok(s) => println!("{s}"),
-                            Err(e) => {
-                                eprintln!("{e}");
-                                return 1;
-                            }
-                        }
+                    if print_each(&f, &out) != 0 {
+                        return 1;
                     }
                 }
                 None => println!("{}", pretty(&out)),

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::commands::{enc, parse_bytes};
-use crate::fmt::{human_size, table, template};
+use crate::fmt::{human_size, print_each, table};
 
 #[derive(Debug, Subcommand)]
 pub enum VolumeCmd {
@@ -158,16 +158,7 @@ pub async fn run(c: &Client, cmd: VolumeCmd) -> i32 {
                 return 0;
             }
             if let Some(f) = &a.format {
-                for v in &vols {
-                    match template(f, v) {
-                        Ok(s) => println!("{s}"),
-                        Err(e) => {
-                            eprintln!("{e}");
-                            return 1;
-                        }
-                    }
-                }
-                return 0;
+                return print_each(f, &vols);
             }
             let rows: Vec<Vec<String>> = vols
                 .iter()
@@ -195,14 +186,8 @@ pub async fn run(c: &Client, cmd: VolumeCmd) -> i32 {
             }
             match format {
                 Some(f) => {
-                    for v in &out {
-                        match template(&f, v) {
-                            Ok(s) => println!("{s}"),
-                            Err(e) => {
-                                eprintln!("{e}");
-                                return 1;
-                            }
-                        }
+                    if print_each(&f, &out) != 0 {
+                        return 1;
                     }
                 }
                 None => println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default()),
