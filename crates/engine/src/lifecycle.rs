@@ -534,7 +534,7 @@ impl Engine {
         let _ = spec;
         let t_prepared = t0.elapsed();
         let dir = self.paths.container_dir(&c.id);
-        crate::shim::spawn(&shim_cfg, &dir.join("shim.json"), &dir.join("shim.log")).await?;
+        let pid = crate::shim::spawn(&shim_cfg, &dir.join("shim.json"), &dir.join("shim.log")).await?;
         let t_created = t0.elapsed();
         // Connect those who attached before the start, so they miss nothing.
         let pending: Vec<PendingAttach> = std::mem::take(&mut *c.pending.lock().unwrap_or_else(|p| p.into_inner()));
@@ -546,17 +546,37 @@ impl Engine {
                 let _ = p.tx.send(stream);
             }
         }
-        let resp = crate::shim::call(&shim_cfg.socket, &Request::Start).await?;
-        {
+        // Running before the process is released, so that a process asking the daemon about
+        // itself at once (`docker ps` in the container) finds it running; undone if the start
+        // fails.
+        let before = {
             let mut r = c.lock();
+            let before = r.state.clone();
             r.state.status = Status::Running;
-            r.state.pid = resp.pid.unwrap_or(0) as i64;
+            r.state.pid = i64::from(pid);
             r.state.started_at = now();
             r.state.finished_at = ZERO_TIME.into();
             r.state.exit_code = 0;
             r.state.error.clear();
             r.state.oom_killed = false;
             r.state.stopped_by_user = false;
+            before
+        };
+        let resp = match crate::shim::call(&shim_cfg.socket, &Request::Start).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                let mut r = c.lock();
+                r.state.status = before.status;
+                r.state.pid = before.pid;
+                r.state.started_at = before.started_at;
+                r.state.finished_at = before.finished_at;
+                r.state.oom_killed = before.oom_killed;
+                r.state.stopped_by_user = before.stopped_by_user;
+                return Err(e);
+            }
+        };
+        if let Some(p) = resp.pid {
+            c.lock().state.pid = i64::from(p);
         }
         self.volume_events(&c.id, &c.lock().mounts.clone(), "mount");
         self.save(c)?;
