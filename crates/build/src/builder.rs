@@ -40,12 +40,19 @@ pub struct BuildOptions {
     pub labels: BTreeMap<String, String>,
     /// RUN's network: `default`, `host` or `none`.
     pub network: String,
+    /// `--pull`: fetch the base images even when they are here.
+    pub pull: bool,
 }
 
 /// Where a build's messages go: the legacy builder's stream lines and the aux id.
 pub trait Progress: Sync {
     fn stream(&self, text: &str);
     fn aux_id(&self, id: &Digest);
+    /// A pull's progress line (`status`, an optional layer `id`, bytes done of total), as
+    /// `docker pull` streams it.
+    fn status(&self, id: Option<&str>, status: &str, progress: Option<(u64, u64)>) {
+        let _ = (id, status, progress);
+    }
 }
 
 /// The proxy args every RUN sees when given, without an ARG and never in the history.
@@ -133,6 +140,8 @@ pub(crate) struct Run<'a> {
     pub total: usize,
     pub consumed: &'a Mutex<HashSet<String>>,
     pub cache_from: Vec<ImageRecord>,
+    /// Images pulled by this build, by the name it used.
+    pub pulled: Mutex<HashMap<String, ImageRecord>>,
 }
 
 pub struct Builder<'a> {
@@ -142,6 +151,8 @@ pub struct Builder<'a> {
     /// A directory on the data root's filesystem for step mounts and upper directories.
     pub scratch: PathBuf,
     pub progress: &'a dyn Progress,
+    /// The context files' content digests, taken as the context was received.
+    pub known: &'a crate::fsutil::KnownDigests,
 }
 
 fn perr(file: &str, e: parser::ParseError) -> BuildError {
@@ -213,11 +224,38 @@ pub(crate) fn quote(s: &str) -> String {
 }
 
 impl Builder<'_> {
+    /// An image a build names (FROM, `COPY --from`): the local one, or pulled when it is
+    /// missing or `pull` is asked for. Pulls of the same name within a build happen once.
+    pub(crate) fn base_image(&self, run: &Run<'_>, name: &str) -> Result<ImageRecord, BuildError> {
+        let r = Reference::parse_with_default_tag(name)
+            .map_err(|e| BuildError::Invalid(format!("invalid reference format `{name}`: {e}")))?;
+        let local = match self.store.resolve(name) {
+            Ok(rec) => Some(rec),
+            Err(image::ImageError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let mut pulled = run.pulled.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rec) = pulled.get(name) {
+            return Ok(rec.clone());
+        }
+        if let Some(rec) = local
+            && !run.opts.pull
+        {
+            return Ok(rec);
+        }
+        // `--pull` with the image here and the registry unreachable fails, as in Docker.
+        let rec = self.runner.pull(&r, self.progress)?;
+        pulled.insert(name.to_owned(), rec.clone());
+        Ok(rec)
+    }
+
     /// Builds the image described by the context's Dockerfile; returns the final image,
     /// tagged as asked.
     pub fn build(&self, context: &Path, opts: &BuildOptions) -> Result<ImageRecord, BuildError> {
+        let t = std::time::Instant::now();
         let (file, df) = load_dockerfile(context, &opts.dockerfile)?;
         apply_dockerignore(context, &file)?;
+        tracing::debug!("build: dockerfile and .dockerignore in {:?}", t.elapsed());
         let lexer = Lexer::new(df.escape);
         // Global args (before the first FROM) and the stages.
         let mut globals: Vec<(String, Option<String>)> = vec![
@@ -388,6 +426,7 @@ impl Builder<'_> {
             total,
             consumed: &consumed,
             cache_from,
+            pulled: Mutex::new(HashMap::new()),
         };
         // Waves: every needed stage whose dependencies are built, in parallel.
         let mut done: HashSet<usize> = HashSet::new();
@@ -453,7 +492,9 @@ impl Builder<'_> {
         let mut st = self.stage_base(run, stage)?;
         for (i, ins) in stage.body.iter().enumerate() {
             self.progress.stream(&format!("Step {}/{} : {}\n", stage.first_step + 1 + i, run.total, ins.original));
+            let t = std::time::Instant::now();
             self.dispatch(run, &mut st, ins)?;
+            tracing::debug!("build: step {} took {:?}", stage.first_step + 1 + i, t.elapsed());
         }
         let rec = match st.img {
             Some(r) => r,

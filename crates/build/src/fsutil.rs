@@ -194,18 +194,41 @@ pub fn copy_tree(src: &Path, dst: &Path, opts: &CopyOpts) -> Result<(), BuildErr
     Ok(())
 }
 
-/// Hashes the sources of a COPY or ADD: names, types, modes, owners and contents.
-pub fn hash_sources(sources: &[(String, PathBuf)]) -> Result<String, BuildError> {
+/// The sha256 of files' contents already known (the build context's, hashed as it was
+/// received), by host path: [`hash_sources`] uses them instead of reading the files again.
+pub type KnownDigests = std::collections::HashMap<PathBuf, [u8; 32]>;
+
+/// Hashes the sources of a COPY or ADD: names, types, modes, owners and contents (each
+/// file's contents as their own sha256, taken from `known` when it is there).
+pub fn hash_sources(sources: &[(String, PathBuf)], known: &KnownDigests) -> Result<String, BuildError> {
     let mut h = Sha256::new();
+    let mut buf = Vec::new();
     for (name, p) in sources {
         h.update(name.as_bytes());
         h.update([0]);
-        hash_tree(&mut h, p, Path::new(""))?;
+        hash_tree(&mut h, p, Path::new(""), known, &mut buf)?;
     }
     Ok(hex::encode(h.finalize()))
 }
 
-fn hash_tree(h: &mut Sha256, p: &Path, rel: &Path) -> Result<(), BuildError> {
+/// The sha256 of a file's contents.
+pub fn file_digest(p: &Path, buf: &mut Vec<u8>) -> Result<[u8; 32], BuildError> {
+    if buf.is_empty() {
+        buf.resize(256 * 1024, 0);
+    }
+    let mut f = std::fs::File::open(p).map_err(io("open", p))?;
+    let mut fh = Sha256::new();
+    loop {
+        let n = f.read(buf).map_err(io("read", p))?;
+        if n == 0 {
+            break;
+        }
+        fh.update(&buf[..n]);
+    }
+    Ok(fh.finalize().into())
+}
+
+fn hash_tree(h: &mut Sha256, p: &Path, rel: &Path, known: &KnownDigests, buf: &mut Vec<u8>) -> Result<(), BuildError> {
     let m = std::fs::symlink_metadata(p).map_err(io("stat", p))?;
     let ft = m.file_type();
     let kind = if ft.is_dir() {
@@ -222,22 +245,18 @@ fn hash_tree(h: &mut Sha256, p: &Path, rel: &Path) -> Result<(), BuildError> {
         let mut entries: Vec<_> = std::fs::read_dir(p).map_err(io("read directory", p))?.flatten().collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
-            hash_tree(h, &e.path(), &rel.join(e.file_name()))?;
+            hash_tree(h, &e.path(), &rel.join(e.file_name()), known, buf)?;
         }
     } else if ft.is_symlink() {
         let t = std::fs::read_link(p).map_err(io("read link", p))?;
         h.update(t.as_os_str().as_encoded_bytes());
     } else if ft.is_file() {
         h.update(m.len().to_le_bytes());
-        let mut f = std::fs::File::open(p).map_err(io("open", p))?;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = f.read(&mut buf).map_err(io("read", p))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
+        let d = match known.get(p) {
+            Some(d) => *d,
+            None => file_digest(p, buf)?,
+        };
+        h.update(d);
     }
     h.update([0xff]);
     Ok(())
@@ -319,11 +338,16 @@ mod tests {
         let f = d.path().join("f");
         std::fs::write(&f, "x").expect("write");
         let src = vec![("f".to_owned(), f.clone())];
-        let a = hash_sources(&src).expect("hash");
+        let none = KnownDigests::new();
+        let a = hash_sources(&src, &none).expect("hash");
         set_times(&f, &std::fs::metadata(d.path()).expect("stat"));
-        assert_eq!(hash_sources(&src).expect("hash"), a);
+        assert_eq!(hash_sources(&src, &none).expect("hash"), a);
+        // A digest known from the context's reception gives the same hash as reading.
+        let mut known = KnownDigests::new();
+        known.insert(f.clone(), file_digest(&f, &mut Vec::new()).expect("digest"));
+        assert_eq!(hash_sources(&src, &known).expect("hash"), a);
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-        assert_ne!(hash_sources(&src).expect("hash"), a);
+        assert_ne!(hash_sources(&src, &none).expect("hash"), a);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! - [`parser`]: Dockerfile text → [`parser::Dockerfile`] (instructions with flags, exec or
 //!   shell form, heredocs); every syntax error, with its line, before anything runs.
 //! - [`words`]: variable substitution and quote removal (`$v`, `${v:-d}`, `${v:+a}`, `\$`).
-//! - [`ignore`]: `.dockerignore` patterns (`**`, `!`).
+//! - [`ignore`]: `.dockerignore` patterns (`**`, `!`), from `oci::dockerignore`.
 //! - [`builder`]: the evaluator. Splits the file into stages, builds the ones the target needs
 //!   (independent ones in parallel), each instruction one step that becomes an image: metadata
 //!   steps change the config only, RUN runs in a container through a [`StepRunner`], COPY/ADD
@@ -15,7 +15,8 @@ pub mod builder;
 pub mod cache;
 pub mod fetch;
 pub mod fsutil;
-pub mod ignore;
+/// `.dockerignore` patterns (in `oci`, which the CLI shares).
+pub use oci::dockerignore as ignore;
 pub mod parser;
 mod steps;
 pub mod words;
@@ -86,6 +87,15 @@ pub struct RunStep {
 /// runtime); the lifecycle is one call: create the container on `rootfs`, start it, stream
 /// its output to `output`, wait, delete it, return the exit code. It must leave nothing behind
 /// (processes, mounts it made, cgroups, namespaces) whatever the outcome.
+///
+/// It also fetches the images a build names but does not have (FROM, `COPY --from=<image>`),
+/// or all of them with `pull=1`: [`pull`](StepRunner::pull) reports its progress to
+/// `progress` and returns the image, stored and tagged.
 pub trait StepRunner: Send + Sync {
     fn run(&self, step: &RunStep, output: &mut dyn FnMut(&[u8])) -> Result<i64, BuildError>;
+
+    fn pull(&self, reference: &oci::Reference, progress: &dyn Progress) -> Result<image::store::ImageRecord, BuildError> {
+        let _ = progress;
+        Err(BuildError::NotFound(format!("No such image: {}", reference.familiar())))
+    }
 }

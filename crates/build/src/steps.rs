@@ -128,15 +128,7 @@ impl Builder<'_> {
                     .get(d)
                     .cloned()
                     .ok_or_else(|| BuildError::Invalid(format!("stage {} was not built", stage.base)))?,
-                None => self.store.resolve(&stage.base).map_err(|e| match e {
-                    image::ImageError::NotFound(_) => BuildError::NotFound(format!(
-                        "No such image: {} (berth's builder does not pull: load or pull the image first)",
-                        oci::Reference::parse_with_default_tag(&stage.base)
-                            .map(|r| r.familiar())
-                            .unwrap_or_else(|_| stage.base.clone())
-                    )),
-                    e => BuildError::Image(e),
-                })?,
+                None => self.base_image(run, &stage.base)?,
             };
             self.progress.stream(&format!(" ---> {}\n", rec.id.short()));
             let config = rec.config.clone();
@@ -553,8 +545,9 @@ impl Builder<'_> {
                         .get(&i)
                         .cloned()
                         .ok_or_else(|| invalid(ins, format!("stage {f} is not built before this one")))?,
-                    None => self.store.resolve(f).map_err(|_| {
-                        BuildError::NotFound(format!("COPY --from={f}: No such image or build stage: {f}"))
+                    None => self.base_image(run, f).map_err(|e| match e {
+                        BuildError::NotFound(m) => BuildError::NotFound(format!("COPY --from={f}: {m}")),
+                        e => e,
                     })?,
                 };
                 let m = StepMount::new(self, &rec.layers)?;
@@ -644,7 +637,11 @@ impl Builder<'_> {
                 ),
             ));
         }
-        let hash = fsutil::hash_sources(&sources.iter().map(|s| (s.name.clone(), s.path.clone())).collect::<Vec<_>>())?;
+        let th = std::time::Instant::now();
+        let empty = fsutil::KnownDigests::new();
+        let known = if from.is_none() { self.known } else { &empty };
+        let hash = fsutil::hash_sources(&sources.iter().map(|s| (s.name.clone(), s.path.clone())).collect::<Vec<_>>(), known)?;
+        tracing::debug!("build: {} sources hashed in {:?}", ins.cmd.name(), th.elapsed());
         let kind = match (sources.len(), sources[0].is_dir) {
             (1, true) => "dir",
             (1, false) => "file",

@@ -42,7 +42,7 @@ pub struct BuildArgs {
     /// Write the image ID to the file
     #[arg(long)]
     pub iidfile: Option<String>,
-    /// Always attempt to pull a newer version of the image (accepted; berth builds from local images)
+    /// Always attempt to pull a newer version of the image
     #[arg(long)]
     pub pull: bool,
     /// Remove intermediate containers after a successful build (always done)
@@ -78,58 +78,212 @@ fn report(e: &ClientError) -> i32 {
     1
 }
 
-/// Writes the context directory (and a Dockerfile outside it, under a generated name) as a
-/// tar to `w`.
-fn write_context(dir: &Path, outside: Option<(&Path, &str)>, w: impl std::io::Write) -> std::io::Result<()> {
+/// What `berth build` sends as the context.
+enum Context {
+    /// A directory, tarred with what `.dockerignore` excludes left out (as the docker CLI does),
+    /// plus a Dockerfile from outside it (`-f` elsewhere, `-f -`) under a generated name.
+    Dir { dir: PathBuf, ignore: oci::dockerignore::Ignore, extra: Option<(String, Vec<u8>)> },
+    /// `berth build - < ctx.tar`: stdin is the context, sent as it is (tar, gzip, …).
+    Stdin,
+    /// `berth build - < Dockerfile`: a context with just that Dockerfile.
+    Dockerfile(Vec<u8>),
+}
+
+/// Whether `head` starts an archive the daemon takes as a context (tar, gzip, bzip2, xz, zstd).
+fn is_archive(head: &[u8]) -> bool {
+    head.starts_with(&[0x1f, 0x8b])
+        || head.starts_with(b"BZh")
+        || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00])
+        || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        || (head.len() >= 262 && &head[257..262] == b"ustar")
+}
+
+/// Appends `dir`'s entries under `rel` (sorted), leaving out what `ig` excludes; the
+/// Dockerfile and `.dockerignore` themselves always go (docker's TrimBuildFilesFromExcludes).
+fn append_dir<W: std::io::Write>(
+    b: &mut tar::Builder<W>,
+    dir: &Path,
+    rel: &str,
+    ig: &oci::dockerignore::Ignore,
+    keep: &[String],
+) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        let is_dir = e.file_type()?.is_dir();
+        let excluded = !ig.is_empty() && !keep.contains(&r) && ig.excluded(&r);
+        if excluded && !(is_dir && ig.may_reinclude_below(&r)) {
+            continue;
+        }
+        if is_dir {
+            if !excluded {
+                b.append_path_with_name(e.path(), &r)?;
+            }
+            append_dir(b, &e.path(), &r, ig, keep)?;
+        } else {
+            b.append_path_with_name(e.path(), &r)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the context as a tar to `w`.
+fn write_context<W: std::io::Write>(ctx: Context, dockerfile: &str, w: W) -> std::io::Result<()> {
     let mut b = tar::Builder::new(w);
     b.follow_symlinks(false);
     b.mode(tar::HeaderMode::Complete);
-    for entry in std::fs::read_dir(dir)? {
-        let e = entry?;
-        let name = e.file_name();
-        let p = e.path();
-        if e.file_type()?.is_dir() {
-            b.append_dir_all(&name, &p)?;
-        } else {
-            b.append_path_with_name(&p, &name)?;
+    let add_file = |b: &mut tar::Builder<_>, name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o600);
+        h.set_mtime(chrono::Utc::now().timestamp().max(0) as u64);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, name, data)
+    };
+    match ctx {
+        Context::Dir { dir, ignore, extra } => {
+            let keep = vec![dockerfile.to_owned(), ".dockerignore".to_owned()];
+            append_dir(&mut b, &dir, "", &ignore, &keep)?;
+            if let Some((name, data)) = extra {
+                add_file(&mut b, &name, &data)?;
+            }
         }
+        Context::Dockerfile(data) => add_file(&mut b, "Dockerfile", &data)?,
+        Context::Stdin => return Err(std::io::Error::other("a context from stdin is sent as it is")),
     }
-    if let Some((file, name)) = outside {
-        b.append_path_with_name(file, name)?;
-    }
-    b.finish()
+    let mut w = b.into_inner()?;
+    w.flush()
+}
+
+/// `.dockerignore` of a context: `<Dockerfile>.dockerignore` when the Dockerfile is in the
+/// context and has one, else the context's `.dockerignore`.
+fn read_ignore(dir: &Path, dockerfile: Option<&str>) -> std::io::Result<oci::dockerignore::Ignore> {
+    let own = dockerfile.map(|f| dir.join(format!("{f}.dockerignore")));
+    let text = match own.as_deref().map(std::fs::read_to_string) {
+        Some(Ok(t)) => t,
+        _ => match std::fs::read_to_string(dir.join(".dockerignore")) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        },
+    };
+    Ok(oci::dockerignore::Ignore::parse(&text))
+}
+
+fn generated_name() -> String {
+    format!(".dockerfile.{:012x}", std::process::id() as u64 * 7919 + chrono::Utc::now().timestamp_subsec_nanos() as u64)
+}
+
+fn read_stdin() -> std::io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
+    Ok(v)
 }
 
 pub async fn build(c: &Client, a: BuildArgs) -> i32 {
-    let dir = PathBuf::from(&a.context);
-    if !dir.is_dir() {
-        eprintln!("unable to prepare context: path \"{}\" not found", a.context);
-        return 1;
-    }
     let mut q: Vec<String> = Vec::new();
-    let mut outside = None;
-    if let Some(f) = &a.file {
-        let fp = PathBuf::from(f);
-        let abs = std::fs::canonicalize(&fp).unwrap_or(fp.clone());
-        let ctx = std::fs::canonicalize(&dir).unwrap_or(dir.clone());
-        match abs.strip_prefix(&ctx) {
-            Ok(rel) => q.push(format!("dockerfile={}", enc(&rel.to_string_lossy()))),
-            Err(_) => {
-                if !abs.is_file() {
-                    eprintln!(
-                        "unable to prepare context: unable to evaluate symlinks in Dockerfile path: lstat {f}: no such file or directory"
-                    );
+    let mut stdin_head: Vec<u8> = Vec::new();
+    let ctx = if a.context == "-" {
+        if a.file.as_deref() == Some("-") {
+            eprintln!("invalid argument: can't use stdin for both build context and dockerfile");
+            return 1;
+        }
+        // Peek: an archive is the context, anything else is a Dockerfile (docker's rule).
+        let mut head = vec![0u8; 512];
+        let mut n = 0;
+        let mut stdin = std::io::stdin();
+        while n < head.len() {
+            match std::io::Read::read(&mut stdin, &mut head[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) => {
+                    eprintln!("read build context from stdin: {e}");
                     return 1;
                 }
-                let name = format!(
-                    ".dockerfile.{:x}",
-                    std::process::id() as u64 * 7919 + chrono::Utc::now().timestamp_subsec_nanos() as u64
-                );
-                q.push(format!("dockerfile={}", enc(&name)));
-                outside = Some((abs, name));
             }
         }
-    }
+        head.truncate(n);
+        if is_archive(&head) {
+            if let Some(f) = &a.file {
+                q.push(format!("dockerfile={}", enc(f)));
+            }
+            stdin_head = head;
+            Context::Stdin
+        } else {
+            let mut data = head;
+            match read_stdin() {
+                Ok(rest) => data.extend_from_slice(&rest),
+                Err(e) => {
+                    eprintln!("read Dockerfile from stdin: {e}");
+                    return 1;
+                }
+            }
+            Context::Dockerfile(data)
+        }
+    } else {
+        let dir = PathBuf::from(&a.context);
+        if !dir.is_dir() {
+            eprintln!("unable to prepare context: path \"{}\" not found", a.context);
+            return 1;
+        }
+        let mut extra = None;
+        let mut rel_dockerfile = None;
+        match a.file.as_deref() {
+            Some("-") => {
+                let data = match read_stdin() {
+                    Ok(d) => d,
+                    Err(e) => {
+                        eprintln!("read Dockerfile from stdin: {e}");
+                        return 1;
+                    }
+                };
+                let name = generated_name();
+                q.push(format!("dockerfile={}", enc(&name)));
+                extra = Some((name, data));
+            }
+            Some(f) => {
+                let fp = PathBuf::from(f);
+                let abs = std::fs::canonicalize(&fp).unwrap_or(fp.clone());
+                let cdir = std::fs::canonicalize(&dir).unwrap_or(dir.clone());
+                match abs.strip_prefix(&cdir) {
+                    Ok(rel) => {
+                        let rel = rel.to_string_lossy().into_owned();
+                        q.push(format!("dockerfile={}", enc(&rel)));
+                        rel_dockerfile = Some(rel);
+                    }
+                    Err(_) => {
+                        let data = match std::fs::read(&abs) {
+                            Ok(d) => d,
+                            Err(_) => {
+                                eprintln!(
+                                    "unable to prepare context: unable to evaluate symlinks in Dockerfile path: lstat {f}: no such file or directory"
+                                );
+                                return 1;
+                            }
+                        };
+                        let name = generated_name();
+                        q.push(format!("dockerfile={}", enc(&name)));
+                        extra = Some((name, data));
+                    }
+                }
+            }
+            None => rel_dockerfile = Some("Dockerfile".to_owned()),
+        }
+        let ignore = match read_ignore(&dir, rel_dockerfile.as_deref()) {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("unable to prepare context: read .dockerignore: {e}");
+                return 1;
+            }
+        };
+        Context::Dir { dir, ignore, extra }
+    };
+    let dockerfile_name = match (&ctx, a.file.as_deref()) {
+        (Context::Dir { .. }, Some(f)) if f != "-" => f.to_owned(),
+        _ => "Dockerfile".to_owned(),
+    };
     for t in &a.tags {
         q.push(format!("t={}", enc(t)));
     }
@@ -173,18 +327,30 @@ pub async fn build(c: &Client, a: BuildArgs) -> i32 {
     if a.no_cache {
         q.push("nocache=1".into());
     }
+    if a.pull {
+        q.push("pull=1".into());
+    }
     if a.quiet {
         q.push("q=1".into());
     }
     q.push(format!("rm={}", if a.rm { 1 } else { 0 }));
     let (reader, writer) = tokio::io::duplex(1 << 20);
-    let tar_dir = dir.clone();
     let writer_task = tokio::task::spawn_blocking(move || {
-        let w = tokio_util_bridge(writer);
-        let outside = outside.as_ref().map(|(p, n)| (p.as_path(), n.as_str()));
-        write_context(&tar_dir, outside, w)
+        let mut w = tokio_util_bridge(writer);
+        match ctx {
+            Context::Stdin => {
+                std::io::Write::write_all(&mut w, &stdin_head)?;
+                std::io::copy(&mut std::io::stdin(), &mut w)?;
+                std::io::Write::flush(&mut w)
+            }
+            // Large writes: each one crosses into the async side of the duplex.
+            ctx => write_context(ctx, &dockerfile_name, std::io::BufWriter::with_capacity(1 << 20, w)),
+        }
     });
-    let headers = vec![("Content-Type", "application/x-tar".to_owned())];
+    let mut headers = vec![("Content-Type", "application/x-tar".to_owned())];
+    if let Some(h) = crate::credentials::registry_config() {
+        headers.push(("X-Registry-Config", h));
+    }
     let resp = c.request(Method::POST, &format!("/build?{}", q.join("&")), headers, reader_body(reader)).await;
     let resp = match resp {
         Ok(r) => r,
@@ -216,6 +382,17 @@ pub async fn build(c: &Client, a: BuildArgs) -> i32 {
             {
                 let _ = out.write_all(s.as_bytes());
                 let _ = out.flush();
+            }
+            // A base image's pull: its status lines (the bars are left to `berth pull`).
+            if let Some(st) = v.get("status").and_then(Value::as_str)
+                && !a.quiet
+                && v.get("progressDetail").and_then(|d| d.get("current")).is_none()
+            {
+                let line = match v.get("id").and_then(Value::as_str) {
+                    Some(id) => format!("{id}: {st}\n"),
+                    None => format!("{st}\n"),
+                };
+                let _ = out.write_all(line.as_bytes());
             }
             if let Some(i) = v.pointer("/aux/ID").and_then(Value::as_str) {
                 id = Some(i.to_owned());

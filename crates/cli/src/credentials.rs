@@ -200,6 +200,38 @@ pub fn registry_auth(image: &str) -> Option<String> {
     Some(base64::engine::general_purpose::URL_SAFE.encode(serde_json::to_vec(&v).ok()?))
 }
 
+/// The `X-Registry-Config` header of `POST /build`: every stored credential, as a base64url
+/// JSON map registry → AuthConfig (the docker CLI sends them all; the daemon picks by host).
+pub fn registry_config() -> Option<String> {
+    let cfg = load().ok()?;
+    let mut keys: Vec<String> = Vec::new();
+    for k in ["auths", "credHelpers"] {
+        if let Some(m) = cfg.get(k).and_then(Value::as_object) {
+            keys.extend(m.keys().cloned());
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    let mut out = serde_json::Map::new();
+    for key in keys {
+        if let Ok(Some(a)) = get(&key) {
+            out.insert(
+                key.clone(),
+                json!({
+                    "username": a.username,
+                    "password": a.password,
+                    "identitytoken": a.identity_token,
+                    "serveraddress": key,
+                }),
+            );
+        }
+    }
+    if out.is_empty() {
+        return None;
+    }
+    Some(base64::engine::general_purpose::URL_SAFE.encode(serde_json::to_vec(&Value::Object(out)).ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

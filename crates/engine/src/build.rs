@@ -20,6 +20,42 @@ use crate::error::{EngineError, Result};
 pub struct EngineRunner {
     engine: Arc<Engine>,
     handle: tokio::runtime::Handle,
+    /// Credentials from `X-Registry-Config`, by registry host (`login_host` form).
+    auth: std::collections::HashMap<String, image::remote::Credentials>,
+}
+
+/// Decodes `X-Registry-Config`: base64 (url-safe or standard) of a JSON map
+/// registry → AuthConfig, as the docker CLI sends it with a build. Keys are normalised to
+/// registry hosts (`https://index.docker.io/v1/` → Docker Hub's API host).
+pub fn registry_config(h: &str) -> Result<std::collections::HashMap<String, image::remote::Credentials>> {
+    use base64::Engine as _;
+    let h = h.trim();
+    let mut out = std::collections::HashMap::new();
+    if h.is_empty() {
+        return Ok(out);
+    }
+    let engines = [
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+    ];
+    let raw = engines
+        .iter()
+        .find_map(|e| e.decode(h).ok())
+        .ok_or_else(|| EngineError::BadRequest("X-Registry-Config: not base64".into()))?;
+    if raw.iter().all(u8::is_ascii_whitespace) || raw == b"null" {
+        return Ok(out);
+    }
+    let m: std::collections::HashMap<String, image::remote::Credentials> = serde_json::from_slice(&raw)
+        .map_err(|e| EngineError::BadRequest(format!("X-Registry-Config: invalid JSON: {e}")))?;
+    for (k, mut c) in m {
+        c.fill_from_auth();
+        if !c.is_empty() {
+            out.insert(image::remote::login_host(&k), c);
+        }
+    }
+    Ok(out)
 }
 
 fn runner_err(e: impl std::fmt::Display) -> BuildError {
@@ -27,12 +63,55 @@ fn runner_err(e: impl std::fmt::Display) -> BuildError {
 }
 
 impl StepRunner for EngineRunner {
+    fn pull(&self, r: &Reference, progress: &dyn build::Progress) -> std::result::Result<ImageRecord, BuildError> {
+        let host = image::remote::api_host(r.domain()).to_owned();
+        let creds = self.auth.get(&host).cloned();
+        let platform = image::remote::pull::Platform::host();
+        let (store, regs) = (self.engine.images.clone(), self.engine.registries.clone());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let r2 = r.clone();
+        let job = self.handle.spawn(async move {
+            image::remote::pull::pull(store, regs, &r2, &platform, creds, image::remote::Events(tx)).await
+        });
+        // The pull's events, forwarded as they come (this is a blocking thread).
+        while let Some(ev) = rx.blocking_recv() {
+            progress.status(ev.id.as_deref(), &ev.status, ev.progress);
+        }
+        let pulled = self
+            .handle
+            .block_on(job)
+            .map_err(runner_err)?
+            .map_err(|e| match e.kind() {
+                oci::ErrorKind::NotFound => BuildError::NotFound(e.to_string()),
+                _ => BuildError::Invalid(e.to_string()),
+            })?;
+        self.engine.image_event("pull", &r.familiar(), &r.familiar_name());
+        Ok(self.engine.images.get(&pulled.id)?.ok_or_else(|| BuildError::NotFound(format!("No such image: {}", r.familiar())))?)
+    }
+
     fn run(&self, step: &RunStep, output: &mut dyn FnMut(&[u8])) -> std::result::Result<i64, BuildError> {
         let paths = &self.engine.paths;
-        let dir = paths.data_root.join("builds").join(format!("run-{}", &step.id[..16]));
+        // The step's directory is a container directory (bundle, /etc files): one a crash
+        // leaves behind is swept at the next start, as any record-less container directory.
+        let dir = paths.container_dir(&step.id);
         std::fs::create_dir_all(&dir).map_err(runner_err)?;
-        let netns = (step.network == "none").then(|| paths.netns(&step.id));
-        let result = self.run_in(step, &dir, netns.as_deref(), output);
+        let mode = step.network.as_str();
+        let bridged = !matches!(mode, "none" | "host");
+        let mut netns = None;
+        let result = (|| {
+            if mode == "none" {
+                let ns = paths.netns(&step.id);
+                network::create_netns(&ns).map_err(runner_err)?;
+                netns = Some(ns);
+            } else if bridged {
+                netns = self.attach_network(step)?;
+            }
+            self.run_in(step, &dir, netns.as_deref(), !bridged, output)
+        })();
+        if bridged {
+            self.engine.net.teardown(&step.id);
+            self.engine.net.forget(&step.id);
+        }
         if let Some(ns) = &netns {
             let _ = network::remove_netns(ns);
         }
@@ -43,11 +122,51 @@ impl StepRunner for EngineRunner {
 }
 
 impl EngineRunner {
+    /// Puts a RUN step on a bridge network (`default`/`bridge` or a user network named by
+    /// `--network`) as a container's start does: an endpoint, a namespace with a veth and an
+    /// address, /etc/hosts and resolv.conf in the step's directory. Undone by `teardown` and
+    /// `forget` after the step.
+    fn attach_network(&self, step: &RunStep) -> std::result::Result<Option<PathBuf>, BuildError> {
+        let net = &self.engine.net;
+        let host = api::types::HostConfig { network_mode: step.network.clone(), ..Default::default() };
+        let config = api::types::ContainerConfig { hostname: step.id[..12].to_owned(), ..Default::default() };
+        let name = format!("/build-{}", &step.id[..12]);
+        let rec = crate::container::Record {
+            id: step.id.clone(),
+            created: crate::lifecycle::now(),
+            image: String::new(),
+            image_name: String::new(),
+            path: step.argv.first().cloned().unwrap_or_default(),
+            args: step.argv.iter().skip(1).cloned().collect(),
+            config,
+            host_config: host,
+            state: crate::container::State {
+                status: Status::Created,
+                pid: 0,
+                exit_code: 0,
+                error: String::new(),
+                started_at: crate::container::ZERO_TIME.into(),
+                finished_at: crate::container::ZERO_TIME.into(),
+                oom_killed: false,
+                restart_count: 0,
+                name: name.clone(),
+                stopped_by_user: false,
+                health: None,
+            },
+            mounts: Vec::new(),
+        };
+        let plan = net.plan(&rec.host_config, None).map_err(|e| BuildError::Invalid(format!("network {}: {e}", step.network)))?;
+        net.insert(&step.id, &name, plan).map_err(runner_err)?;
+        let started = net.setup(&rec, &self.engine.paths, None, &[]).map_err(runner_err)?;
+        Ok(started.netns)
+    }
+
     fn run_in(
         &self,
         step: &RunStep,
         dir: &Path,
         netns: Option<&Path>,
+        write_etc: bool,
         output: &mut dyn FnMut(&[u8]),
     ) -> std::result::Result<i64, BuildError> {
         let paths = &self.engine.paths;
@@ -66,11 +185,11 @@ impl EngineRunner {
         let mut mounts = Vec::new();
         for (name, data) in files {
             let p = dir.join(name);
-            std::fs::write(&p, data).map_err(runner_err)?;
+            // On a bridge the network setup wrote them (the step's address in /etc/hosts).
+            if write_etc || !p.exists() {
+                std::fs::write(&p, data).map_err(runner_err)?;
+            }
             mounts.push(BindMount { source: p, destination: format!("/etc/{name}"), readonly: false });
-        }
-        if let Some(ns) = netns {
-            network::create_netns(ns).map_err(runner_err)?;
         }
         let mut env = step.env.clone();
         if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
@@ -177,6 +296,14 @@ impl build::Progress for ChannelProgress {
     fn aux_id(&self, id: &Digest) {
         self.send(json!({"aux": {"ID": id.to_string()}}));
     }
+
+    fn status(&self, id: Option<&str>, status: &str, progress: Option<(u64, u64)>) {
+        if self.quiet {
+            return;
+        }
+        let ev = image::remote::Event { id: id.map(str::to_owned), status: status.to_owned(), progress, aux: None };
+        self.send(serde_json::to_value(crate::http::distribution::line(ev)).unwrap_or_default());
+    }
 }
 
 /// `POST /commit` options.
@@ -233,6 +360,8 @@ impl Engine {
         self: &Arc<Self>,
         context: PathBuf,
         opts: build::BuildOptions,
+        auth: std::collections::HashMap<String, image::remote::Credentials>,
+        known: build::fsutil::KnownDigests,
         progress: ChannelProgress,
     ) -> std::result::Result<ImageRecord, BuildError> {
         let engine = self.clone();
@@ -241,17 +370,23 @@ impl Engine {
         tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&scratch).map_err(runner_err)?;
             let cache = build::cache::Cache::open(&engine.paths.data_root)?;
-            let runner = EngineRunner { engine: engine.clone(), handle };
+            let runner = EngineRunner { engine: engine.clone(), handle, auth };
             let b = build::Builder {
                 store: &engine.images,
                 cache: &cache,
                 runner: &runner,
                 scratch: scratch.clone(),
                 progress: &progress,
+                known: &known,
             };
+            let t0 = std::time::Instant::now();
             let out = b.build(&context, &opts);
-            let _ = std::fs::remove_dir_all(&scratch);
-            let _ = std::fs::remove_dir_all(&context);
+            tracing::debug!("build: steps took {:?}", t0.elapsed());
+            // The context and scratch go after the answer (a crash before is swept at start).
+            std::thread::spawn(move || {
+                let _ = std::fs::remove_dir_all(&scratch);
+                let _ = std::fs::remove_dir_all(&context);
+            });
             if let Ok(rec) = &out {
                 for t in &opts.tags {
                     engine.image_event("tag", &rec.id.to_string(), &t.familiar());

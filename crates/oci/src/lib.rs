@@ -7,6 +7,8 @@
 //! - [`ErrorKind`]: the classification every library error maps to; the engine turns it
 //!   into an HTTP status in exactly one place.
 //! - [`media_type`]: the media type strings of OCI and Docker manifests and layers.
+//! - [`dockerignore`]: `.dockerignore` patterns, shared by the CLI (which leaves ignored
+//!   files out of the context it sends) and the builder.
 //!
 //! The OCI image and runtime types themselves come from the `oci-spec` crate, re-exported
 //! as [`spec`].
@@ -14,6 +16,7 @@
 pub use oci_spec as spec;
 
 mod digest;
+pub mod dockerignore;
 mod reference;
 
 pub use digest::{Digest, DigestError, Sha256Writer};

@@ -32,9 +32,13 @@ fn reference(s: &str) -> Result<Reference> {
     Reference::parse_with_default_tag(s).map_err(|e| EngineError::BadRequest(format!("invalid tag `{s}`: {e}")))
 }
 
-/// Unpacks the request's tar (plain or gzip) into `dir`.
-fn unpack_context(src: impl Read, dir: &std::path::Path) -> Result<()> {
-    let mut br = std::io::BufReader::new(src);
+/// Unpacks the request's tar (plain or gzip) into `dir`; returns the sha256 of each regular
+/// file's contents, taken while writing it (the builder's COPY hashes then never re-read the
+/// context).
+fn unpack_context(src: impl Read, dir: &std::path::Path) -> Result<build::fsutil::KnownDigests> {
+    use sha2::Digest as _;
+    use std::io::Write;
+    let mut br = std::io::BufReader::with_capacity(1 << 20, src);
     let head =
         std::io::BufRead::fill_buf(&mut br).map_err(|e| EngineError::BadRequest(format!("read build context: {e}")))?;
     let r: Box<dyn Read> =
@@ -44,6 +48,13 @@ fn unpack_context(src: impl Read, dir: &std::path::Path) -> Result<()> {
     ar.set_preserve_mtime(true);
     ar.set_overwrite(true);
     let bad = |e: std::io::Error| EngineError::BadRequest(format!("build context is not a valid tar archive: {e}"));
+    let outside = |p: &std::path::Path| {
+        EngineError::BadRequest(format!("build context entry `{}` would be written outside the context", p.display()))
+    };
+    let canon_dir = std::fs::canonicalize(dir).map_err(EngineError::internal)?;
+    let mut known = build::fsutil::KnownDigests::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut made_dirs: std::collections::HashSet<std::path::PathBuf> = std::collections::HashSet::new();
     for entry in ar.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let t = entry.header().entry_type();
@@ -51,14 +62,58 @@ fn unpack_context(src: impl Read, dir: &std::path::Path) -> Result<()> {
             continue;
         }
         let path = entry.path().map_err(bad)?.into_owned();
+        if t.is_file() {
+            // Regular files: written and hashed in one pass (the common case by far).
+            let rel = build::fsutil::clean_rel(&path.to_string_lossy()).ok_or_else(|| outside(&path))?;
+            let Some(parent) = rel.parent() else { continue };
+            let dest = canon_dir.join(&rel);
+            let pdir = canon_dir.join(parent);
+            if !made_dirs.contains(&pdir) {
+                std::fs::create_dir_all(&pdir).map_err(bad)?;
+                // A symlink in the context must not lead the write out of it.
+                if !std::fs::canonicalize(&pdir).map_err(bad)?.starts_with(&canon_dir) {
+                    return Err(outside(&path));
+                }
+                made_dirs.insert(pdir);
+            }
+            let mode = entry.header().mode().map_err(bad)? & 0o7777;
+            let mtime = entry.header().mtime().unwrap_or(0);
+            if std::fs::symlink_metadata(&dest).is_ok_and(|m| !m.is_file()) {
+                let _ = std::fs::remove_dir_all(&dest).or_else(|_| std::fs::remove_file(&dest));
+            }
+            let mut f = std::os::unix::fs::OpenOptionsExt::custom_flags(
+                std::fs::OpenOptions::new().write(true).create(true).truncate(true),
+                libc::O_NOFOLLOW,
+            )
+            .open(&dest)
+            .map_err(bad)?;
+            let mut h = sha2::Sha256::new();
+            loop {
+                let n = entry.read(&mut buf).map_err(bad)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                f.write_all(&buf[..n]).map_err(bad)?;
+            }
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(bad)?;
+            let _ = f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime));
+            known.insert(dest, h.finalize().into());
+            continue;
+        }
         if !entry.unpack_in(dir).map_err(bad)? {
-            return Err(EngineError::BadRequest(format!(
-                "build context entry `{}` would be written outside the context",
-                path.display()
-            )));
+            return Err(outside(&path));
         }
     }
-    Ok(())
+    // Paths as the builder sees them (under `dir`, which may differ from its canonical form).
+    if canon_dir != dir {
+        known = known
+            .into_iter()
+            .filter_map(|(p, d)| p.strip_prefix(&canon_dir).ok().map(|r| (dir.join(r), d)))
+            .collect();
+    }
+    Ok(known)
 }
 
 /// `POST /build`.
@@ -71,6 +126,7 @@ pub async fn build(State(e): State<AppState>, RawQuery(q): RawQuery, req: Reques
         dockerfile: get(&p, "dockerfile").unwrap_or("Dockerfile").to_owned(),
         target: get(&p, "target").map(str::to_owned),
         no_cache: truthy(&p, "nocache"),
+        pull: truthy(&p, "pull"),
         network: match get(&p, "networkmode") {
             Some("none") => "none".into(),
             Some("host") => "host".into(),
@@ -97,26 +153,35 @@ pub async fn build(State(e): State<AppState>, RawQuery(q): RawQuery, req: Reques
             serde_json::from_str(c).map_err(|err| EngineError::BadRequest(format!("invalid cachefrom: {err}")))?;
     }
     let quiet = truthy(&p, "q");
+    let auth = match req.headers().get("x-registry-config").and_then(|v| v.to_str().ok()) {
+        Some(h) => crate::build::registry_config(h)?,
+        None => Default::default(),
+    };
     let ctx = e.new_context_dir()?;
     let body = req.into_body().into_data_stream().map_err(std::io::Error::other);
     let reader = tokio_util::io::StreamReader::new(body);
     let (ctx2, dockerfile) = (ctx.clone(), opts.dockerfile.clone());
-    let prepared = tokio::task::spawn_blocking(move || -> Result<()> {
-        unpack_context(tokio_util::io::SyncIoBridge::new(reader), &ctx2)?;
+    let t0 = std::time::Instant::now();
+    let prepared = tokio::task::spawn_blocking(move || -> Result<build::fsutil::KnownDigests> {
+        let known = unpack_context(tokio_util::io::SyncIoBridge::new(reader), &ctx2)?;
+        tracing::debug!("build: context received and unpacked in {:?}", t0.elapsed());
         // Syntax errors answer the request itself, before anything runs.
         build::builder::load_dockerfile(&ctx2, &dockerfile)?;
-        Ok(())
+        Ok(known)
     })
     .await
     .map_err(EngineError::internal)?;
-    if let Err(err) = prepared {
-        let _ = tokio::fs::remove_dir_all(&ctx).await;
-        return Err(err);
-    }
+    let known = match prepared {
+        Ok(k) => k,
+        Err(err) => {
+            let _ = tokio::fs::remove_dir_all(&ctx).await;
+            return Err(err);
+        }
+    };
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let progress = ChannelProgress { tx: tx.clone(), quiet };
     tokio::spawn(async move {
-        if let Err(err) = e.build(ctx, opts, progress).await {
+        if let Err(err) = e.build(ctx, opts, auth, known, progress).await {
             let msg = err.to_string();
             let mut detail = json!({"message": msg});
             if let build::BuildError::RunFailed { code, .. } = &err {

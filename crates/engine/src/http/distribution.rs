@@ -60,7 +60,8 @@ fn human(n: u64) -> String {
     format!("{t}{}", units[i])
 }
 
-fn line(e: Event) -> ProgressLine {
+/// A pull or push event as a progress line of the JSON stream.
+pub(crate) fn line(e: Event) -> ProgressLine {
     let detail = match e.progress {
         Some((c, t)) => Some(json!({"current": c, "total": t})),
         None if e.id.is_some() || e.aux.is_some() => Some(json!({})),

@@ -2,7 +2,7 @@
 
 mod build;
 mod containers;
-mod distribution;
+pub(crate) mod distribution;
 mod events;
 mod exec;
 mod files;
