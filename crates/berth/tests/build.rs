@@ -336,3 +336,154 @@ except docker.errors.BuildError as e:
     let want = words(&std::fs::read_to_string(corpus("basic").join("expect")).expect("expect"));
     assert_eq!(run_out(&d, "viapy:1"), want);
 }
+
+/// `berth registry serve` on a free loopback port, htpasswd (alice / s3cret).
+struct Registry {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pw = dir.path().join("htpasswd");
+        std::fs::write(&pw, format!("alice:{}\n", bcrypt::hash("s3cret", 4).expect("bcrypt"))).expect("htpasswd");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = std::process::Command::new(common::BERTH)
+            .args(["registry", "serve", "--addr", &addr, "--htpasswd"])
+            .arg(&pw)
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn registry");
+        let t = std::time::Instant::now();
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(t.elapsed() < std::time::Duration::from_secs(10), "registry did not come up");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Registry { child, addr, _dir: dir }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ok(o: &std::process::Output, what: &str) -> String {
+    assert!(o.status.success(), "{what}: {}\n{}", stdout(o), stderr(o));
+    stdout(o)
+}
+
+fn docker_build(d: &Daemon, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("docker")
+        .arg("build")
+        .args(args)
+        .env("DOCKER_HOST", d.host())
+        .env("DOCKER_BUILDKIT", "0")
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("docker build")
+}
+
+#[test]
+fn root_pulls_missing_base_images_with_credentials() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    let reg = Registry::start();
+    let base = format!("{}/alice/base:1", reg.addr);
+    ok(&d.berth(&["login", "-u", "alice", "-p", "s3cret", &reg.addr]), "login");
+    ok(&d.berth(&["tag", "busybox:latest", &base]), "tag");
+    ok(&d.berth(&["push", &base]), "push");
+    ok(&d.berth(&["rmi", &base]), "rmi");
+    let ctx = tempfile::tempdir().expect("tempdir");
+    std::fs::write(ctx.path().join("Dockerfile"), format!("FROM {base}\nRUN echo pulled > /p\nCMD [\"cat\", \"/p\"]\n"))
+        .expect("write");
+    // Missing: pulled with the CLI's stored credentials (X-Registry-Config), progress shown.
+    let out = ok(&build(&d, ctx.path(), &["-t", "pulled:1"]), "build from a missing base");
+    assert!(out.contains("Pulling from alice/base"), "{out}");
+    assert_eq!(run_out(&d, "pulled:1"), "pulled");
+    ok(&d.berth(&["inspect", &base]), "the base is now here");
+    // Present: not pulled again, unless --pull.
+    let out = ok(&build(&d, ctx.path(), &["-t", "pulled:1"]), "build again");
+    assert!(!out.contains("Pulling from"), "{out}");
+    let out = ok(&build(&d, ctx.path(), &["--pull", "-t", "pulled:1"]), "build --pull");
+    assert!(out.contains("Pulling from alice/base"), "{out}");
+    // Without credentials: the registry's refusal, nothing tagged, the daemon up.
+    ok(&d.berth(&["logout", &reg.addr]), "logout");
+    ok(&d.berth(&["rmi", &base]), "rmi");
+    let o = build(&d, ctx.path(), &["-t", "denied:1"]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stderr(&o).contains("pull access denied") || stderr(&o).contains("401"), "{}", stderr(&o));
+    assert!(!d.berth(&["image", "inspect", "denied:1"]).status.success());
+    // The docker CLI's legacy builder sends its own credentials the same way.
+    if common::docker_cli().is_none() {
+        return;
+    }
+    let o = d.docker_stdin(&["login", "-u", "alice", "--password-stdin", &reg.addr], b"s3cret\n").expect("docker");
+    ok(&o, "docker login");
+    let o = docker_build(&d, &["-t", "viadocker-pulled:1", &ctx.path().display().to_string()]);
+    let out = ok(&o, "docker build from a missing base");
+    assert!(out.contains("Pulling from alice/base"), "{out}");
+    assert_eq!(run_out(&d, "viadocker-pulled:1"), "pulled");
+}
+
+#[test]
+fn root_run_steps_on_the_default_bridge_and_stdin_contexts() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    let (code, body) = d.http("GET", "/networks/bridge", None).expect("inspect bridge");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let subnet = v["IPAM"]["Config"][0]["Subnet"].as_str().expect("subnet").to_owned();
+    let net: std::net::Ipv4Addr = subnet.split('/').next().expect("addr").parse().expect("ipv4");
+    let prefix: u32 = subnet.split('/').nth(1).expect("prefix").parse().expect("prefix");
+    // The veths on this daemon's own bridge.
+    let ports = || {
+        let o = std::process::Command::new("ip").args(["-o", "link", "show", "master", &d.bridge()]).output();
+        o.map(|o| stdout(&o).lines().count()).unwrap_or(0)
+    };
+    let links_before = ports();
+    // A Dockerfile on stdin (no context): RUN sees eth0 with an address of the bridge.
+    let df = "FROM busybox:latest\nRUN ip -4 -o addr show eth0 | awk '{print $4}' > /addr\nCMD [\"cat\", \"/addr\"]\n";
+    let o = d.berth_stdin(&["build", "-t", "bridged:1", "-"], df.as_bytes());
+    ok(&o, "build - < Dockerfile");
+    let addr = run_out(&d, "bridged:1");
+    let ip: std::net::Ipv4Addr = addr.split('/').next().unwrap_or_default().parse().expect("an address on eth0");
+    let mask = u32::MAX << (32 - prefix);
+    assert_eq!(u32::from(ip) & mask, u32::from(net) & mask, "{addr} not in {subnet}");
+    // --network none: no eth0; host: the host's interfaces.
+    let df = "FROM busybox:latest\nRUN ! ip link show eth0\n";
+    ok(&d.berth_stdin(&["build", "--network", "none", "-"], df.as_bytes()), "build --network none");
+    // The step's endpoint and veth are gone.
+    let (_, body) = d.http("GET", "/networks/bridge", None).expect("inspect bridge");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert!(v["Containers"].as_object().is_none_or(|m| m.is_empty()), "{body}");
+    let links_after = ports();
+    assert_eq!(links_before, links_after, "a veth was left behind");
+    // A tar context on stdin, and -f - with a directory context.
+    let ctx = tempfile::tempdir().expect("tempdir");
+    std::fs::write(ctx.path().join("hello.txt"), "from-tar\n").expect("write");
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox:latest\nCOPY hello.txt /\nCMD [\"cat\", \"/hello.txt\"]\n")
+        .expect("write");
+    let tar = std::process::Command::new("tar").arg("-C").arg(ctx.path()).args(["-cf", "-", "."]).output().expect("tar");
+    ok(&d.berth_stdin(&["build", "-t", "fromtar:1", "-"], &tar.stdout), "build - < ctx.tar");
+    assert_eq!(run_out(&d, "fromtar:1"), "from-tar");
+    let df = "FROM busybox:latest\nCOPY hello.txt /other.txt\nCMD [\"cat\", \"/other.txt\"]\n";
+    let c = ctx.path().display().to_string();
+    ok(&d.berth_stdin(&["build", "-t", "dashf:1", "-f", "-", &c], df.as_bytes()), "build -f - ctx");
+    assert_eq!(run_out(&d, "dashf:1"), "from-tar");
+    let o = d.berth_stdin(&["build", "-f", "-", "-"], df.as_bytes());
+    assert!(!o.status.success());
+}

@@ -240,7 +240,12 @@ impl EngineRunner {
             seccomp,
         };
         let exit_file = cfg.exit_file.clone();
-        self.handle.block_on(async {
+        // The container runs on the runtime; its output comes back over a channel to this
+        // (blocking) thread, where `output` may block (the progress channel's blocking send
+        // must not run inside the runtime).
+        let (ftx, frx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let dir = dir.to_path_buf();
+        let job = self.handle.spawn(async move {
             use tokio::io::AsyncReadExt;
             crate::shim::spawn(&cfg, &dir.join("shim.json"), &dir.join("shim.log")).await.map_err(runner_err)?;
             let attach = Request::Attach { stdin: false, stdout: true, stderr: true };
@@ -251,15 +256,15 @@ impl EngineRunner {
             crate::shim::call(&cfg.socket, &Request::Start).await.map_err(runner_err)?;
             // Frames: 8-byte header (stream, 0, 0, 0, big-endian length), then the payload.
             let mut header = [0u8; 8];
-            let mut buf = Vec::new();
             while stream.read_exact(&mut header).await.is_ok() {
                 let n = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
-                buf.resize(n, 0);
+                let mut buf = vec![0u8; n];
                 if stream.read_exact(&mut buf).await.is_err() {
                     break;
                 }
-                output(&buf);
+                let _ = ftx.send(buf);
             }
+            drop(ftx);
             let exit = match crate::shim::open(&cfg.socket, &Request::Wait).await {
                 Ok((_, resp)) => resp.exit,
                 Err(_) => None,
@@ -268,7 +273,11 @@ impl EngineRunner {
                 .or_else(|| runtime::shim::proto::read_exit_file(&exit_file))
                 .ok_or_else(|| runner_err("the step's container ended without an exit status"))?;
             Ok(exit.exit_code as i64)
-        })
+        });
+        while let Ok(b) = frx.recv() {
+            output(&b);
+        }
+        self.handle.block_on(job).map_err(runner_err)?
     }
 }
 
