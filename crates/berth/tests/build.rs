@@ -345,15 +345,20 @@ struct Registry {
 }
 
 impl Registry {
-    fn start() -> Registry {
+    /// With `tls` (cert, key): TLS and no authentication; else plain HTTP with htpasswd.
+    fn start(tls: Option<(&Path, &Path)>) -> Registry {
         let dir = tempfile::tempdir().expect("tempdir");
         let pw = dir.path().join("htpasswd");
         std::fs::write(&pw, format!("alice:{}\n", bcrypt::hash("s3cret", 4).expect("bcrypt"))).expect("htpasswd");
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let addr = format!("127.0.0.1:{port}");
-        let child = std::process::Command::new(common::BERTH)
-            .args(["registry", "serve", "--addr", &addr, "--htpasswd"])
-            .arg(&pw)
+        let mut cmd = std::process::Command::new(common::BERTH);
+        cmd.args(["registry", "serve", "--addr", &addr]);
+        match tls {
+            Some((cert, key)) => cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key),
+            None => cmd.arg("--htpasswd").arg(&pw),
+        };
+        let child = cmd
             .arg("--root")
             .arg(dir.path().join("root"))
             .stdout(std::process::Stdio::null())
@@ -399,15 +404,18 @@ fn root_pulls_missing_base_images_with_credentials() {
         return;
     }
     let d = Daemon::start();
-    let reg = Registry::start();
+    let reg = Registry::start(None);
     let base = format!("{}/alice/base:1", reg.addr);
     ok(&d.berth(&["login", "-u", "alice", "-p", "s3cret", &reg.addr]), "login");
     ok(&d.berth(&["tag", "busybox:latest", &base]), "tag");
     ok(&d.berth(&["push", &base]), "push");
     ok(&d.berth(&["rmi", &base]), "rmi");
     let ctx = tempfile::tempdir().expect("tempdir");
-    std::fs::write(ctx.path().join("Dockerfile"), format!("FROM {base}\nRUN echo pulled > /p\nCMD [\"cat\", \"/p\"]\n"))
-        .expect("write");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {base}\nRUN echo pulled > /p\nCMD [\"cat\", \"/p\"]\n"),
+    )
+    .expect("write");
     // Missing: pulled with the CLI's stored credentials (X-Registry-Config), progress shown.
     let out = ok(&build(&d, ctx.path(), &["-t", "pulled:1"]), "build from a missing base");
     assert!(out.contains("Pulling from alice/base"), "{out}");
@@ -475,9 +483,13 @@ fn root_run_steps_on_the_default_bridge_and_stdin_contexts() {
     // A tar context on stdin, and -f - with a directory context.
     let ctx = tempfile::tempdir().expect("tempdir");
     std::fs::write(ctx.path().join("hello.txt"), "from-tar\n").expect("write");
-    std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox:latest\nCOPY hello.txt /\nCMD [\"cat\", \"/hello.txt\"]\n")
-        .expect("write");
-    let tar = std::process::Command::new("tar").arg("-C").arg(ctx.path()).args(["-cf", "-", "."]).output().expect("tar");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox:latest\nCOPY hello.txt /\nCMD [\"cat\", \"/hello.txt\"]\n",
+    )
+    .expect("write");
+    let tar =
+        std::process::Command::new("tar").arg("-C").arg(ctx.path()).args(["-cf", "-", "."]).output().expect("tar");
     ok(&d.berth_stdin(&["build", "-t", "fromtar:1", "-"], &tar.stdout), "build - < ctx.tar");
     assert_eq!(run_out(&d, "fromtar:1"), "from-tar");
     let df = "FROM busybox:latest\nCOPY hello.txt /other.txt\nCMD [\"cat\", \"/other.txt\"]\n";
@@ -486,4 +498,60 @@ fn root_run_steps_on_the_default_bridge_and_stdin_contexts() {
     assert_eq!(run_out(&d, "dashf:1"), "from-tar");
     let o = d.berth_stdin(&["build", "-f", "-", "-"], df.as_bytes());
     assert!(!o.status.success());
+    // Context directories are reused between builds: nothing of the last context remains,
+    // and a path may change type.
+    let ctx2 = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(ctx2.path().join("hello.txt")).expect("mkdir");
+    std::fs::write(ctx2.path().join("hello.txt/inner"), "x").expect("write");
+    let df = "FROM busybox:latest\nCOPY . /c\nRUN test -f /c/hello.txt/inner && test ! -e /c/other.txt && ls -A /c | wc -l | grep -qx 3\n";
+    std::fs::write(ctx2.path().join("Dockerfile"), df).expect("write");
+    std::fs::write(ctx2.path().join(".dockerignore"), "nothing-here\n").expect("write");
+    ok(&build(&d, ctx2.path(), &["--no-cache"]), "build over a reused context directory");
+}
+
+#[test]
+fn root_add_https_with_checksum() {
+    if !can_run() {
+        return;
+    }
+    let sh = |c: &str| std::process::Command::new("sh").args(["-c", c]).output().expect("sh");
+    if sh("command -v openssl").stdout.is_empty() {
+        eprintln!("skipped: openssl is not installed");
+        return;
+    }
+    let pki = tempfile::tempdir().expect("tempdir");
+    let o = sh(&format!(
+        "cd {} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=berth-test-ca 2>&1 && \
+         openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 2>&1 && \
+         printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext && \
+         openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 1 -extfile ext 2>&1",
+        pki.path().display()
+    ));
+    assert!(o.status.success(), "openssl: {}", stdout(&o));
+    let reg = Registry::start(Some((&pki.path().join("srv.crt"), &pki.path().join("srv.key"))));
+    let mut d = Daemon::start();
+    // The daemon trusts the registry's CA through certs.d, for pulls and for ADD alike.
+    let certs = d.dir.path().join("certs.d").join(&reg.addr);
+    std::fs::create_dir_all(&certs).expect("certs.d");
+    std::fs::copy(pki.path().join("ca.crt"), certs.join("ca.crt")).expect("ca.crt");
+    d.terminate();
+    d.spawn();
+    let r = format!("{}/tls/bb:1", reg.addr);
+    ok(&d.berth(&["tag", "busybox:latest", &r]), "tag");
+    ok(&d.berth(&["push", &r]), "push over TLS");
+    // The image's config blob, served over https, is what ADD fetches.
+    let id = ok(&d.berth(&["inspect", "-f", "{{.Id}}", &r]), "inspect").trim().to_owned();
+    let url = format!("https://{}/v2/tls/bb/blobs/{id}", reg.addr);
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let df = format!("FROM busybox:latest\nADD --checksum={id} {url} /cfg/\nCMD [\"sha256sum\", \"/cfg/{id}\"]\n");
+    std::fs::write(ctx.path().join("Dockerfile"), df).expect("write");
+    ok(&build(&d, ctx.path(), &["-t", "https-add:1"]), "ADD https://");
+    let sum = run_out(&d, "https-add:1");
+    assert!(sum.starts_with(id.trim_start_matches("sha256:")), "{sum} vs {id}");
+    let bad = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    std::fs::write(ctx.path().join("Dockerfile"), format!("FROM busybox:latest\nADD --checksum={bad} {url} /x\n"))
+        .expect("write");
+    let o = build(&d, ctx.path(), &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("checksum mismatch"), "{}", stderr(&o));
 }

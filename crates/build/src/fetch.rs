@@ -1,6 +1,7 @@
 //! ADD's remote sources: a plain HTTP/1.1 GET (redirects followed, chunked or sized bodies),
 //! the file named after the URL's last path component, its mtime from Last-Modified.
-//! `https://` needs a TLS client the builder does not have yet and is refused by name.
+//! `https://` is the engine's (its `StepRunner::fetch`, with a TLS client); here it is refused
+//! by name.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -30,14 +31,24 @@ pub fn sha256_file(p: &Path) -> Result<String, BuildError> {
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
+/// Gives a downloaded file Docker's mtime: the Last-Modified header's, else the epoch (moby
+/// sets the zero time, which its Chtimes turns into 1970-01-01).
+pub fn set_mtime(file: &Path, last_modified: Option<&str>) {
+    let secs = last_modified
+        .and_then(|lm| chrono::DateTime::parse_from_rfc2822(lm).ok())
+        .map(|t| t.timestamp().max(0) as u64)
+        .unwrap_or(0);
+    if let Ok(f) = std::fs::File::options().write(true).open(file) {
+        let _ = f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(secs));
+    }
+}
+
 /// Downloads `url` into the directory `dir` (created); returns the file and its name.
 pub fn download(url: &str, dir: &Path) -> Result<(PathBuf, String), BuildError> {
     let mut current = url.to_owned();
     for _ in 0..5 {
         if current.starts_with("https://") {
-            return Err(BuildError::Unsupported(format!(
-                "ADD {url}: https sources are not supported by berth's builder yet (no TLS client); use http or COPY a downloaded file"
-            )));
+            return Err(BuildError::Unsupported(format!("ADD {url}: https sources need the engine's TLS client")));
         }
         let rest = current.strip_prefix("http://").ok_or_else(|| bad(url, "not an http URL"))?;
         let (hostport, path) = match rest.find('/') {
@@ -122,14 +133,7 @@ pub fn download(url: &str, dir: &Path) -> Result<(PathBuf, String), BuildError> 
         drop(f);
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o600));
-        if let Some(lm) = header("last-modified")
-            && let Ok(t) = chrono::DateTime::parse_from_rfc2822(&lm)
-        {
-            let ts = std::time::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64);
-            if let Ok(file) = std::fs::File::options().write(true).open(&out) {
-                let _ = file.set_modified(ts);
-            }
-        }
+        set_mtime(&out, header("last-modified").as_deref());
         return Ok((out, name));
     }
     Err(bad(url, "too many redirects"))

@@ -94,7 +94,18 @@ pub struct RunStep {
 pub trait StepRunner: Send + Sync {
     fn run(&self, step: &RunStep, output: &mut dyn FnMut(&[u8])) -> Result<i64, BuildError>;
 
-    fn pull(&self, reference: &oci::Reference, progress: &dyn Progress) -> Result<image::store::ImageRecord, BuildError> {
+    /// Downloads an ADD source URL into the directory `dir`; returns the file and its name
+    /// (the URL's last path component), its mtime the response's Last-Modified. The default
+    /// speaks plain HTTP only; the engine's also https (system roots plus its certs.d).
+    fn fetch(&self, url: &str, dir: &std::path::Path) -> Result<(PathBuf, String), BuildError> {
+        fetch::download(url, dir)
+    }
+
+    fn pull(
+        &self,
+        reference: &oci::Reference,
+        progress: &dyn Progress,
+    ) -> Result<image::store::ImageRecord, BuildError> {
         let _ = progress;
         Err(BuildError::NotFound(format!("No such image: {}", reference.familiar())))
     }

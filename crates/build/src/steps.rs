@@ -588,7 +588,7 @@ impl Builder<'_> {
                     source: e,
                 })?;
                 self.progress.stream(&format!("Downloading {s}\n"));
-                let (p, name) = crate::fetch::download(s, &scratch.join(format!("url-{}", sources.len())))?;
+                let (p, name) = self.runner.fetch(s, &scratch.join(format!("url-{}", sources.len())))?;
                 if let Some(sum) = ins.flag("checksum") {
                     let got = crate::fetch::sha256_file(&p)?;
                     if sum != got {
@@ -640,7 +640,8 @@ impl Builder<'_> {
         let th = std::time::Instant::now();
         let empty = fsutil::KnownDigests::new();
         let known = if from.is_none() { self.known } else { &empty };
-        let hash = fsutil::hash_sources(&sources.iter().map(|s| (s.name.clone(), s.path.clone())).collect::<Vec<_>>(), known)?;
+        let hash =
+            fsutil::hash_sources(&sources.iter().map(|s| (s.name.clone(), s.path.clone())).collect::<Vec<_>>(), known)?;
         tracing::debug!("build: {} sources hashed in {:?}", ins.cmd.name(), th.elapsed());
         let kind = match (sources.len(), sources[0].is_dir) {
             (1, true) => "dir",

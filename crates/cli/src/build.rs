@@ -173,7 +173,10 @@ fn read_ignore(dir: &Path, dockerfile: Option<&str>) -> std::io::Result<oci::doc
 }
 
 fn generated_name() -> String {
-    format!(".dockerfile.{:012x}", std::process::id() as u64 * 7919 + chrono::Utc::now().timestamp_subsec_nanos() as u64)
+    format!(
+        ".dockerfile.{:012x}",
+        std::process::id() as u64 * 7919 + chrono::Utc::now().timestamp_subsec_nanos() as u64
+    )
 }
 
 fn read_stdin() -> std::io::Result<Vec<u8>> {

@@ -63,6 +63,49 @@ fn runner_err(e: impl std::fmt::Display) -> BuildError {
 }
 
 impl StepRunner for EngineRunner {
+    fn fetch(&self, url: &str, dir: &Path) -> std::result::Result<(PathBuf, String), BuildError> {
+        if !url.starts_with("https://") {
+            return build::fetch::download(url, dir);
+        }
+        let bad = |m: String| BuildError::Invalid(format!("ADD {url}: {m}"));
+        let parsed = reqwest::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+        let host = match (parsed.host_str(), parsed.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_owned(),
+            (None, _) => return Err(bad("no host in the URL".into())),
+        };
+        let name = parsed.path_segments().and_then(|mut s| s.next_back()).unwrap_or_default().to_owned();
+        if name.is_empty() {
+            return Err(bad("cannot determine a file name from the URL".into()));
+        }
+        // The registries' client for that host: system roots plus certs.d/<host>/*.crt.
+        let client = self.engine.registries.client(&host).map_err(|e| bad(e.to_string()))?;
+        let out = dir.join(&name);
+        let (url2, out2, dir2) = (url.to_owned(), out.clone(), dir.to_path_buf());
+        let last_modified = self
+            .handle
+            .block_on(async move {
+                use std::io::Write;
+                let mut resp = client.get(&url2).send().await.map_err(|e| format!("{e:#}"))?;
+                if !resp.status().is_success() {
+                    return Err(format!("server answered {}", resp.status()));
+                }
+                let lm =
+                    resp.headers().get(reqwest::header::LAST_MODIFIED).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                std::fs::create_dir_all(&dir2).map_err(|e| e.to_string())?;
+                let mut f = std::fs::File::create(&out2).map_err(|e| e.to_string())?;
+                while let Some(chunk) = resp.chunk().await.map_err(|e| format!("download: {e:#}"))? {
+                    f.write_all(&chunk).map_err(|e| e.to_string())?;
+                }
+                Ok(lm)
+            })
+            .map_err(bad)?;
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o600));
+        build::fetch::set_mtime(&out, last_modified.as_deref());
+        Ok((out, name))
+    }
+
     fn pull(&self, r: &Reference, progress: &dyn build::Progress) -> std::result::Result<ImageRecord, BuildError> {
         let host = image::remote::api_host(r.domain()).to_owned();
         let creds = self.auth.get(&host).cloned();
@@ -77,16 +120,16 @@ impl StepRunner for EngineRunner {
         while let Some(ev) = rx.blocking_recv() {
             progress.status(ev.id.as_deref(), &ev.status, ev.progress);
         }
-        let pulled = self
-            .handle
-            .block_on(job)
-            .map_err(runner_err)?
-            .map_err(|e| match e.kind() {
-                oci::ErrorKind::NotFound => BuildError::NotFound(e.to_string()),
-                _ => BuildError::Invalid(e.to_string()),
-            })?;
+        let pulled = self.handle.block_on(job).map_err(runner_err)?.map_err(|e| match e.kind() {
+            oci::ErrorKind::NotFound => BuildError::NotFound(e.to_string()),
+            _ => BuildError::Invalid(e.to_string()),
+        })?;
         self.engine.image_event("pull", &r.familiar(), &r.familiar_name());
-        Ok(self.engine.images.get(&pulled.id)?.ok_or_else(|| BuildError::NotFound(format!("No such image: {}", r.familiar())))?)
+        Ok(self
+            .engine
+            .images
+            .get(&pulled.id)?
+            .ok_or_else(|| BuildError::NotFound(format!("No such image: {}", r.familiar())))?)
     }
 
     fn run(&self, step: &RunStep, output: &mut dyn FnMut(&[u8])) -> std::result::Result<i64, BuildError> {
@@ -155,7 +198,9 @@ impl EngineRunner {
             },
             mounts: Vec::new(),
         };
-        let plan = net.plan(&rec.host_config, None).map_err(|e| BuildError::Invalid(format!("network {}: {e}", step.network)))?;
+        let plan = net
+            .plan(&rec.host_config, None)
+            .map_err(|e| BuildError::Invalid(format!("network {}: {e}", step.network)))?;
         net.insert(&step.id, &name, plan).map_err(runner_err)?;
         let started = net.setup(&rec, &self.engine.paths, None, &[]).map_err(runner_err)?;
         Ok(started.netns)
@@ -359,6 +404,21 @@ pub fn clean_leftovers(data_root: &Path) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Gives a build's context directory back for the next build (at most two wait idle).
+pub fn release_context_dir(ctx: &Path) {
+    let Some(parent) = ctx.parent() else { return };
+    let idle = std::fs::read_dir(parent)
+        .map(|rd| rd.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("idle-ctx-")).count())
+        .unwrap_or(0);
+    let name = ctx.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if idle >= 2 || std::fs::rename(ctx, parent.join(format!("idle-{name}"))).is_err() {
+        let ctx = ctx.to_owned();
+        std::thread::spawn(move || {
+            let _ = std::fs::remove_dir_all(ctx);
+        });
+    }
+}
+
 impl Engine {
     fn builds_dir(&self) -> PathBuf {
         self.paths.data_root.join("builds")
@@ -391,10 +451,11 @@ impl Engine {
             let t0 = std::time::Instant::now();
             let out = b.build(&context, &opts);
             tracing::debug!("build: steps took {:?}", t0.elapsed());
-            // The context and scratch go after the answer (a crash before is swept at start).
+            // The context dir goes back to the pool; scratch goes after the answer (a crash
+            // before either is swept at start).
+            release_context_dir(&context);
             std::thread::spawn(move || {
                 let _ = std::fs::remove_dir_all(&scratch);
-                let _ = std::fs::remove_dir_all(&context);
             });
             if let Ok(rec) = &out {
                 for t in &opts.tags {
@@ -410,9 +471,21 @@ impl Engine {
         .map_err(runner_err)?
     }
 
-    /// A new private directory for a build context.
+    /// A private directory for a build context: an idle one from the last builds when there
+    /// is one (claimed by an atomic rename), else a new one. Reusing it matters: a context
+    /// unpacked over the previous one rewrites files in place, where creating thousands of
+    /// files right after deleting as many costs ext4 more than everything else a warm build
+    /// does. [`unpack`](crate::http) removes what the new context does not have.
     pub fn new_context_dir(&self) -> Result<PathBuf> {
-        let d = self.builds_dir().join(format!("ctx-{}", &crate::container::new_id()[..16]));
+        let dir = self.builds_dir();
+        let d = dir.join(format!("ctx-{}", &crate::container::new_id()[..16]));
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with("idle-ctx-") && std::fs::rename(e.path(), &d).is_ok() {
+                    return Ok(d);
+                }
+            }
+        }
         std::fs::create_dir_all(&d).map_err(|e| EngineError::Internal(format!("create `{}`: {e}", d.display())))?;
         Ok(d)
     }

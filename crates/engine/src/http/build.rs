@@ -38,6 +38,7 @@ fn reference(s: &str) -> Result<Reference> {
 fn unpack_context(src: impl Read, dir: &std::path::Path) -> Result<build::fsutil::KnownDigests> {
     use sha2::Digest as _;
     use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
     let mut br = std::io::BufReader::with_capacity(1 << 20, src);
     let head =
         std::io::BufRead::fill_buf(&mut br).map_err(|e| EngineError::BadRequest(format!("read build context: {e}")))?;
@@ -55,6 +56,8 @@ fn unpack_context(src: impl Read, dir: &std::path::Path) -> Result<build::fsutil
     let mut known = build::fsutil::KnownDigests::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut made_dirs: std::collections::HashSet<std::path::PathBuf> = std::collections::HashSet::new();
+    // Every path the archive has, with its parents: what else is in `dir` (a reused one) goes.
+    let mut present: std::collections::HashSet<std::path::PathBuf> = std::collections::HashSet::new();
     for entry in ar.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let t = entry.header().entry_type();
@@ -62,6 +65,12 @@ fn unpack_context(src: impl Read, dir: &std::path::Path) -> Result<build::fsutil
             continue;
         }
         let path = entry.path().map_err(bad)?.into_owned();
+        if let Some(rel) = build::fsutil::clean_rel(&path.to_string_lossy()) {
+            let mut p = rel.as_path();
+            while !p.as_os_str().is_empty() && present.insert(p.to_path_buf()) {
+                p = p.parent().unwrap_or(std::path::Path::new(""));
+            }
+        }
         if t.is_file() {
             // Regular files: written and hashed in one pass (the common case by far).
             let rel = build::fsutil::clean_rel(&path.to_string_lossy()).ok_or_else(|| outside(&path))?;
@@ -69,7 +78,17 @@ fn unpack_context(src: impl Read, dir: &std::path::Path) -> Result<build::fsutil
             let dest = canon_dir.join(&rel);
             let pdir = canon_dir.join(parent);
             if !made_dirs.contains(&pdir) {
-                std::fs::create_dir_all(&pdir).map_err(bad)?;
+                if std::fs::create_dir_all(&pdir).is_err() {
+                    // A reused directory with a file where this context has a directory.
+                    let mut cur = canon_dir.clone();
+                    for c in parent.components() {
+                        cur.push(c);
+                        if std::fs::symlink_metadata(&cur).is_ok_and(|m| !m.is_dir() && !m.file_type().is_symlink()) {
+                            std::fs::remove_file(&cur).map_err(bad)?;
+                        }
+                    }
+                    std::fs::create_dir_all(&pdir).map_err(bad)?;
+                }
                 // A symlink in the context must not lead the write out of it.
                 if !std::fs::canonicalize(&pdir).map_err(bad)?.starts_with(&canon_dir) {
                     return Err(outside(&path));
@@ -78,8 +97,10 @@ fn unpack_context(src: impl Read, dir: &std::path::Path) -> Result<build::fsutil
             }
             let mode = entry.header().mode().map_err(bad)? & 0o7777;
             let mtime = entry.header().mtime().unwrap_or(0);
-            if std::fs::symlink_metadata(&dest).is_ok_and(|m| !m.is_file()) {
-                let _ = std::fs::remove_dir_all(&dest).or_else(|_| std::fs::remove_file(&dest));
+            match std::fs::symlink_metadata(&dest) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&dest).map_err(bad)?,
+                Ok(m) if !m.is_file() || m.nlink() > 1 => std::fs::remove_file(&dest).map_err(bad)?,
+                _ => {}
             }
             let mut f = std::os::unix::fs::OpenOptionsExt::custom_flags(
                 std::fs::OpenOptions::new().write(true).create(true).truncate(true),
@@ -102,18 +123,47 @@ fn unpack_context(src: impl Read, dir: &std::path::Path) -> Result<build::fsutil
             known.insert(dest, h.finalize().into());
             continue;
         }
+        // In a reused directory, an entry of another type at the same path goes first.
+        if let Some(rel) = build::fsutil::clean_rel(&path.to_string_lossy())
+            && !rel.as_os_str().is_empty()
+            && let Ok(m) = std::fs::symlink_metadata(dir.join(&rel))
+        {
+            if m.is_dir() && !t.is_dir() {
+                std::fs::remove_dir_all(dir.join(&rel)).map_err(bad)?;
+            } else if !m.is_dir() && (t.is_dir() || m.nlink() > 1) {
+                std::fs::remove_file(dir.join(&rel)).map_err(bad)?;
+            }
+        }
         if !entry.unpack_in(dir).map_err(bad)? {
             return Err(outside(&path));
         }
     }
+    remove_absent(&canon_dir, std::path::Path::new(""), &present).map_err(bad)?;
     // Paths as the builder sees them (under `dir`, which may differ from its canonical form).
     if canon_dir != dir {
-        known = known
-            .into_iter()
-            .filter_map(|(p, d)| p.strip_prefix(&canon_dir).ok().map(|r| (dir.join(r), d)))
-            .collect();
+        known =
+            known.into_iter().filter_map(|(p, d)| p.strip_prefix(&canon_dir).ok().map(|r| (dir.join(r), d))).collect();
     }
     Ok(known)
+}
+
+/// Removes from a reused context directory what the new context does not have.
+fn remove_absent(
+    root: &std::path::Path,
+    rel: &std::path::Path,
+    present: &std::collections::HashSet<std::path::PathBuf>,
+) -> std::io::Result<()> {
+    for e in std::fs::read_dir(root.join(rel))? {
+        let e = e?;
+        let r = rel.join(e.file_name());
+        let is_dir = e.file_type()?.is_dir();
+        if !present.contains(&r) {
+            if is_dir { std::fs::remove_dir_all(e.path())? } else { std::fs::remove_file(e.path())? }
+        } else if is_dir {
+            remove_absent(root, &r, present)?;
+        }
+    }
+    Ok(())
 }
 
 /// `POST /build`.
@@ -174,7 +224,7 @@ pub async fn build(State(e): State<AppState>, RawQuery(q): RawQuery, req: Reques
     let known = match prepared {
         Ok(k) => k,
         Err(err) => {
-            let _ = tokio::fs::remove_dir_all(&ctx).await;
+            crate::build::release_context_dir(&ctx);
             return Err(err);
         }
     };

@@ -281,7 +281,7 @@ impl Registries {
     }
 
     /// The HTTP client for `host`, trusting the system roots plus `certs.d/<host>/*.crt`.
-    pub(crate) fn client(&self, host: &str) -> Result<reqwest::Client> {
+    pub fn client(&self, host: &str) -> Result<reqwest::Client> {
         let mut map = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get(host) {
             return Ok(c.clone());
