@@ -125,11 +125,10 @@ impl StepRunner for EngineRunner {
             _ => BuildError::Invalid(e.to_string()),
         })?;
         self.engine.image_event("pull", &r.familiar(), &r.familiar_name());
-        Ok(self
-            .engine
+        self.engine
             .images
             .get(&pulled.id)?
-            .ok_or_else(|| BuildError::NotFound(format!("No such image: {}", r.familiar())))?)
+            .ok_or_else(|| BuildError::NotFound(format!("No such image: {}", r.familiar())))
     }
 
     fn run(&self, step: &RunStep, output: &mut dyn FnMut(&[u8])) -> std::result::Result<i64, BuildError> {

@@ -55,6 +55,7 @@ fn unpack_context(src: impl Read, dir: &std::path::Path) -> Result<build::fsutil
     let canon_dir = std::fs::canonicalize(dir).map_err(EngineError::internal)?;
     let mut known = build::fsutil::KnownDigests::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut old_buf = vec![0u8; 1 << 20];
     let mut made_dirs: std::collections::HashSet<std::path::PathBuf> = std::collections::HashSet::new();
     // Every path the archive has, with its parents: what else is in `dir` (a reused one) goes.
     let mut present: std::collections::HashSet<std::path::PathBuf> = std::collections::HashSet::new();
@@ -102,20 +103,38 @@ fn unpack_context(src: impl Read, dir: &std::path::Path) -> Result<build::fsutil
                 Ok(m) if !m.is_file() || m.nlink() > 1 => std::fs::remove_file(&dest).map_err(bad)?,
                 _ => {}
             }
+            // Over a file of a reused directory: compared as it comes and rewritten only from
+            // the first difference, never truncated to zero first (ext4 flushes a file
+            // truncated to zero and rewritten when it is closed: auto_da_alloc).
             let mut f = std::os::unix::fs::OpenOptionsExt::custom_flags(
-                std::fs::OpenOptions::new().write(true).create(true).truncate(true),
+                std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false),
                 libc::O_NOFOLLOW,
             )
             .open(&dest)
             .map_err(bad)?;
             let mut h = sha2::Sha256::new();
+            let mut same = f.metadata().map_err(bad)?.len() > 0;
+            let mut pos: u64 = 0;
             loop {
                 let n = entry.read(&mut buf).map_err(bad)?;
                 if n == 0 {
                     break;
                 }
                 h.update(&buf[..n]);
-                f.write_all(&buf[..n]).map_err(bad)?;
+                if same {
+                    let old = &mut old_buf[..n];
+                    same = std::io::Read::read_exact(&mut f, old).is_ok() && *old == buf[..n];
+                    if !same {
+                        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(pos)).map_err(bad)?;
+                    }
+                }
+                if !same {
+                    f.write_all(&buf[..n]).map_err(bad)?;
+                }
+                pos += n as u64;
+            }
+            if f.metadata().map_err(bad)?.len() != pos {
+                f.set_len(pos).map_err(bad)?;
             }
             use std::os::unix::fs::PermissionsExt;
             f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(bad)?;
