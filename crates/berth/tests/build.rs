@@ -471,7 +471,11 @@ fn root_run_steps_on_the_default_bridge_and_stdin_contexts() {
     let ip: std::net::Ipv4Addr = addr.split('/').next().unwrap_or_default().parse().expect("an address on eth0");
     let mask = u32::MAX << (32 - prefix);
     assert_eq!(u32::from(ip) & mask, u32::from(net) & mask, "{addr} not in {subnet}");
-    // --network none: no eth0; host: the host's interfaces.
+    // FROM an image id: local, never pulled.
+    let id = ok(&d.berth(&["inspect", "-f", "{{.Id}}", "busybox:latest"]), "inspect").trim().to_owned();
+    let df = format!("FROM {id}\nRUN true\n");
+    ok(&d.berth_stdin(&["build", "-"], df.as_bytes()), "FROM <image id>");
+    // --network none: no eth0.
     let df = "FROM busybox:latest\nRUN ! ip link show eth0\n";
     ok(&d.berth_stdin(&["build", "--network", "none", "-"], df.as_bytes()), "build --network none");
     // The step's endpoint and veth are gone.

@@ -227,8 +227,6 @@ impl Builder<'_> {
     /// An image a build names (FROM, `COPY --from`): the local one, or pulled when it is
     /// missing or `pull` is asked for. Pulls of the same name within a build happen once.
     pub(crate) fn base_image(&self, run: &Run<'_>, name: &str) -> Result<ImageRecord, BuildError> {
-        let r = Reference::parse_with_default_tag(name)
-            .map_err(|e| BuildError::Invalid(format!("invalid reference format `{name}`: {e}")))?;
         let local = match self.store.resolve(name) {
             Ok(rec) => Some(rec),
             Err(image::ImageError::NotFound(_)) => None,
@@ -238,11 +236,13 @@ impl Builder<'_> {
         if let Some(rec) = pulled.get(name) {
             return Ok(rec.clone());
         }
-        if let Some(rec) = local
-            && !run.opts.pull
-        {
-            return Ok(rec);
-        }
+        let r = match (Reference::parse_with_default_tag(name), local) {
+            (Ok(_), Some(rec)) if !run.opts.pull => return Ok(rec),
+            (Ok(r), _) => r,
+            // An image id (or anything else that is not a reference) is only ever local.
+            (Err(_), Some(rec)) => return Ok(rec),
+            (Err(e), None) => return Err(BuildError::NotFound(format!("No such image: {name}: {e}"))),
+        };
         // `--pull` with the image here and the registry unreachable fails, as in Docker.
         let rec = self.runner.pull(&r, self.progress)?;
         pulled.insert(name.to_owned(), rec.clone());
