@@ -120,6 +120,12 @@ enum Cmd {
         /// Pass this many file descriptors after stderr (3, 4, …) on to the process
         #[arg(long, default_value_t = 0)]
         preserve_fds: i32,
+        /// Run the process even if the container is paused
+        #[arg(long)]
+        ignore_paused: bool,
+        /// Put the process in this sub-cgroup of the container's (cgroup v2)
+        #[arg(long)]
+        cgroup: Option<String>,
         id: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -242,7 +248,21 @@ fn run(rt: &Libcontainer, a: RuntimeArgs) -> Result<i32, String> {
             rt.delete(&id, true).map_err(e)?;
             Ok(code)
         }
-        Cmd::Exec { process, pid_file, console_socket, detach, tty, cwd, env, cap, preserve_fds, id, command } => {
+        Cmd::Exec {
+            process,
+            pid_file,
+            console_socket,
+            detach,
+            tty,
+            cwd,
+            env,
+            cap,
+            preserve_fds,
+            ignore_paused,
+            cgroup,
+            id,
+            command,
+        } => {
             let st = rt.state(&id).map_err(e)?;
             let bundle = PathBuf::from(st["bundle"].as_str().unwrap_or("."));
             let spec = oci::spec::runtime::Spec::load(bundle.join("config.json")).map_err(|x| x.to_string())?;
@@ -289,7 +309,9 @@ fn run(rt: &Libcontainer, a: RuntimeArgs) -> Result<i32, String> {
                 }
                 None => Libcontainer::new(&a.root),
             }
-            .with_preserved_fds(preserve_fds);
+            .with_preserved_fds(preserve_fds)
+            .with_ignore_paused(ignore_paused)
+            .with_sub_cgroup(cgroup);
             // Kept beside the container's state, and removed with it by `delete`.
             let path = a.root.join(&id).join(format!("exec-{}.json", std::process::id()));
             std::fs::write(&path, serde_json::to_vec(&p).map_err(|x| x.to_string())?).map_err(|x| x.to_string())?;

@@ -278,6 +278,20 @@ fn root_runtime_refuses_unknown_ids_and_running_deletes_and_takes_runcs_exec_fla
     };
     assert_eq!(stdout(&exec_fd3("--preserve-fds 1")), "through fd 3\n");
     assert!(!stdout(&exec_fd3("")).contains("through fd 3"));
+    // A paused container takes an exec only with --ignore-paused; it runs once resumed.
+    assert!(rt(&state, &["pause", &id]).status.success());
+    let o = rt(&state, &["exec", &id, "true"]);
+    assert!(!o.status.success() && stderr(&o).contains("error"), "{}", stderr(&o));
+    let resume = {
+        let (state, id) = (state.clone(), id.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            rt(&state, &["resume", &id]).status.success()
+        })
+    };
+    let o = rt(&state, &["exec", "--ignore-paused", &id, "echo", "while paused"]);
+    assert!(resume.join().expect("resume"));
+    assert_eq!(stdout(&o), "while paused\n", "{}", stderr(&o));
 
     assert!(rt(&state, &["kill", &id, "KILL"]).status.success());
     for _ in 0..100 {

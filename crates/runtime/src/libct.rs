@@ -24,6 +24,8 @@ pub struct Libcontainer {
     seccomp: Option<Arc<Vec<u8>>>,
     preserved_fds: i32,
     no_pivot: bool,
+    ignore_paused: bool,
+    sub_cgroup: Option<String>,
 }
 
 /// Runs the process as libcontainer's default executor does, after loading a compiled seccomp
@@ -112,7 +114,14 @@ fn apparmor_enabled() -> bool {
 
 impl Libcontainer {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), seccomp: None, preserved_fds: 0, no_pivot: false }
+        Self {
+            root: root.into(),
+            seccomp: None,
+            preserved_fds: 0,
+            no_pivot: false,
+            ignore_paused: false,
+            sub_cgroup: None,
+        }
     }
 
     /// Loads this compiled seccomp program into every process it starts (see
@@ -133,6 +142,18 @@ impl Libcontainer {
     /// ramfs); the daemon never sets it.
     pub fn with_no_pivot(mut self, no_pivot: bool) -> Self {
         self.no_pivot = no_pivot;
+        self
+    }
+
+    /// `exec` into a paused container too (runc's `exec --ignore-paused`).
+    pub fn with_ignore_paused(mut self, ignore_paused: bool) -> Self {
+        self.ignore_paused = ignore_paused;
+        self
+    }
+
+    /// `exec` into this sub-cgroup of the container's (runc's `exec --cgroup`, cgroup v2).
+    pub fn with_sub_cgroup(mut self, sub_cgroup: Option<String>) -> Self {
+        self.sub_cgroup = sub_cgroup;
         self
     }
 
@@ -249,6 +270,8 @@ impl Runtime for Libcontainer {
             .map_err(err)?
             .as_tenant()
             .with_process(Some(process))
+            .with_ignore_paused(self.ignore_paused)
+            .with_sub_cgroup(self.sub_cgroup.clone())
             .with_detach(true)
             .build()
             .map_err(|e| err(chain(&e)))?;
