@@ -15,8 +15,9 @@
 # Per runtime it prints tests ok / not ok / skipped, per group and in total, and keeps each
 # group's output under $OUT (default /tmp/runtime-contest). A group whose contest process died
 # counts its unreported tests as `not ok` (the number of tests comes from a passing runtime's log,
-# else 1). RUNTIME_KIND is set to `runc` for runc (contest skips a few runc-only cases), and left
-# unset otherwise (contest's youki mode: berth is built on youki's libcontainer).
+# else 1). RUNTIME_KIND is `runc` for runc (contest then skips a few cases runc is known to
+# fail) and empty otherwise: neither runc nor youki, so no case is skipped for the runtime's sake
+# (youki's own mode would skip checkpoint/restore, which youki lacks).
 set -euo pipefail
 DIR=$(realpath "${1:?usage: $0 CONTEST_DIR [RUNTIME...]}")
 shift
