@@ -13,9 +13,10 @@
 # contest runs every group in one process and a single panicking test (it `expect`s some runtime
 # commands to succeed) aborts the whole run, so each group runs in its own `contest run -t GROUP`.
 # Per runtime it prints tests ok / not ok / skipped, per group and in total, and keeps each
-# group's output under $OUT (default /tmp/runtime-contest). A group whose contest process died
-# counts its unreported tests as `not ok` (the number of tests comes from a passing runtime's log,
-# else 1). RUNTIME_KIND is `runc` for runc (contest then skips a few cases runc is known to
+# group's output under $OUT (default /tmp/runtime-contest). When a group's contest process dies
+# (a test `expect`ed a runtime command to succeed), its tests are run one by one
+# (`-t group::test`), named from any runtime's log of that group or from a file
+# CONTEST_DIR/contest-tests/GROUP (one name a line); a test whose process died is `not ok`. RUNTIME_KIND is `runc` for runc (contest then skips a few cases runc is known to
 # fail) and empty otherwise: neither runc nor youki, so no case is skipped for the runtime's sake
 # (youki's own mode would skip checkpoint/restore, which youki lacks).
 set -euo pipefail
@@ -73,6 +74,19 @@ cd "$DIR"
 [ -f bundle.tar.gz ] || { echo "no bundle.tar.gz in $DIR" >&2; exit 1; }
 GROUPS_ALL=${GROUPS_TO_RUN:-$(./contest list)}
 mkdir -p "$OUT"
+run_contest() {
+  set +e
+  RUNTIME_KIND=$kind timeout -k 10 "$TIMEOUT" ./contest run --runtime "$cmd" --runtimetest ./runtimetest -t "$1" \
+    >"$2" 2>&1
+  rc=$?
+  set -e
+  sweep
+}
+count() {
+  ok=$(grep -Ec '^[0-9]+ / [0-9]+ : .* : ok$' "$1" || true)
+  nok=$(grep -Ec '^[0-9]+ / [0-9]+ : .* : not ok$' "$1" || true)
+  skip=$(grep -Ec '^[0-9]+ / [0-9]+ : .* : skipped$' "$1" || true)
+}
 for rt in "${RUNTIMES[@]}"; do
   cmd=$(command -v "$rt" || true)
   kind=
@@ -82,25 +96,32 @@ for rt in "${RUNTIMES[@]}"; do
   tok=0 tnok=0 tskip=0
   for g in $GROUPS_ALL; do
     log=$OUT/$rt/$g.log
-    set +e
-    RUNTIME_KIND=$kind timeout -k 10 "$TIMEOUT" ./contest run --runtime "$cmd" --runtimetest ./runtimetest -t "$g" \
-      >"$log" 2>&1
-    rc=$?
-    set -e
-    sweep
-    ok=$(grep -Ec '^[0-9]+ / [0-9]+ : .* : ok$' "$log" || true)
-    nok=$(grep -Ec '^[0-9]+ / [0-9]+ : .* : not ok$' "$log" || true)
-    skip=$(grep -Ec '^[0-9]+ / [0-9]+ : .* : skipped$' "$log" || true)
+    run_contest "$g" "$log"
+    grc=$rc
+    count "$log"
     note=
     if ! grep -q "^# End group" "$log"; then
-      # The group never reported: its contest process panicked or timed out.
-      n=1
-      for other in "$OUT"/*/"$g".log; do
-        m=$(grep -Eo '^1 / [0-9]+' "$other" 2>/dev/null | head -1 | awk '{print $3}' || true)
-        [ -n "$m" ] && n=$m && break
-      done
-      nok=$((nok + n))
-      note="(aborted rc=$rc)"
+      # The group's contest process panicked or timed out: run its tests one by one.
+      names=$(cat "$OUT"/*/"$g".log "$DIR/contest-tests/$g" 2>/dev/null |
+        sed -nE 's/^[0-9]+ \/ [0-9]+ : (.*) : (ok|not ok|skipped)$/\1/p' | sort -u)
+      ok=0 nok=0 skip=0
+      [ -n "$names" ] || nok=1
+      : >"$log.each"
+      while IFS= read -r t; do
+        [ -n "$t" ] || continue
+        run_contest "$g::$t" "$log.one"
+        cat "$log.one" >>"$log.each"
+        if grep -Eq "^[0-9]+ / [0-9]+ : .* : (ok|not ok|skipped)$" "$log.one"; then
+          c_ok=$ok c_nok=$nok c_skip=$skip
+          count "$log.one"
+          ok=$((ok + c_ok)) nok=$((nok + c_nok)) skip=$((skip + c_skip))
+        else
+          nok=$((nok + 1))
+          echo "$t : not ok (contest aborted)" >>"$log.each"
+        fi
+      done <<<"$names"
+      rm -f "$log.one"
+      note="(group aborted rc=$grc; run test by test)"
     fi
     tok=$((tok + ok)) tnok=$((tnok + nok)) tskip=$((tskip + skip))
     printf '%-6s %-34s ok %-3s not-ok %-3s skip %-3s %s\n' "$rt" "$g" "$ok" "$nok" "$skip" "$note" >>"$OUT/$rt/summary"
