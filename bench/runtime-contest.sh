@@ -102,8 +102,10 @@ for rt in "${RUNTIMES[@]}"; do
     note=
     if ! grep -q "^# End group" "$log"; then
       # The group's contest process panicked or timed out: run its tests one by one.
-      names=$(cat "$OUT"/*/"$g".log "$DIR/contest-tests/$g" 2>/dev/null |
-        sed -nE 's/^[0-9]+ \/ [0-9]+ : (.*) : (ok|not ok|skipped)$/\1/p' | sort -u)
+      names=$({
+        sed -nE 's/^[0-9]+ \/ [0-9]+ : (.*) : (ok|not ok|skipped)$/\1/p' "$OUT"/*/"$g".log
+        cat "$DIR/contest-tests/$g"
+      } 2>/dev/null | sort -u || true)
       ok=0 nok=0 skip=0
       [ -n "$names" ] || nok=1
       : >"$log.each"
