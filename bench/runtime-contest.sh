@@ -76,8 +76,16 @@ GROUPS_ALL=${GROUPS_TO_RUN:-$(./contest list)}
 mkdir -p "$OUT"
 run_contest() {
   set +e
-  RUNTIME_KIND=$kind timeout -k 10 "$TIMEOUT" ./contest run --runtime "$cmd" --runtimetest ./runtimetest -t "$1" \
-    >"$2" 2>&1
+  (
+    # contest passes its own descriptors on, and fd_control's only_stdio asks the runtime to keep
+    # fds 3..102: whatever this shell inherited (a CI runner's, a terminal's) would show up there.
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ] && [ "$fd" -lt 255 ]; then eval "exec $fd<&-"; fi
+    done
+    RUNTIME_KIND=$kind exec timeout -k 10 "$TIMEOUT" ./contest run --runtime "$cmd" --runtimetest ./runtimetest \
+      -t "$1" >"$2" 2>&1
+  )
   rc=$?
   set -e
   sweep
