@@ -42,11 +42,22 @@ struct CreateOpts {
     /// Unix socket that receives the pty master when the process has a terminal
     #[arg(long)]
     console_socket: Option<PathBuf>,
+    /// Pass this many file descriptors after stderr (3, 4, …) on to the container's process
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: i32,
+    /// Move the root with MS_MOVE instead of pivot_root (a rootfs on ramfs)
+    #[arg(long)]
+    no_pivot: bool,
 }
 
 impl CreateOpts {
     fn create(self, rt: &Libcontainer, id: &str) -> Result<i32, String> {
-        let pid = rt.create(id, &self.bundle, stdio(self.console_socket)).map_err(|e| e.to_string())?;
+        let pid = rt
+            .clone()
+            .with_preserved_fds(self.preserve_fds)
+            .with_no_pivot(self.no_pivot)
+            .create(id, &self.bundle, stdio(self.console_socket))
+            .map_err(|e| e.to_string())?;
         write_pid(&self.pid_file, pid)?;
         Ok(pid)
     }
@@ -103,6 +114,18 @@ enum Cmd {
         cwd: Option<String>,
         #[arg(short, long)]
         env: Vec<String>,
+        /// Add a capability to the process's bounding, effective and permitted sets (as runc)
+        #[arg(short, long)]
+        cap: Vec<String>,
+        /// Pass this many file descriptors after stderr (3, 4, …) on to the process
+        #[arg(long, default_value_t = 0)]
+        preserve_fds: i32,
+        /// Run the process even if the container is paused
+        #[arg(long)]
+        ignore_paused: bool,
+        /// Put the process in this sub-cgroup of the container's (cgroup v2)
+        #[arg(long)]
+        cgroup: Option<String>,
         id: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -133,6 +156,31 @@ fn write_pid(path: &Option<PathBuf>, pid: i32) -> Result<(), String> {
     Ok(())
 }
 
+/// `exec --cap NAME`: runc (1.2 on) adds it to the bounding, effective and permitted sets.
+fn add_caps(p: &mut oci::spec::runtime::Process, names: &[String]) -> Result<(), String> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let mut caps = p.capabilities().clone().unwrap_or_default();
+    let mut sets = [caps.bounding().clone(), caps.effective().clone(), caps.permitted().clone()];
+    for name in names {
+        let full = if name.to_ascii_uppercase().starts_with("CAP_") {
+            name.to_ascii_uppercase()
+        } else {
+            format!("CAP_{}", name.to_ascii_uppercase())
+        };
+        let c: oci::spec::runtime::Capability = serde_json::from_value(serde_json::Value::String(full))
+            .map_err(|_| format!("unknown capability `{name}`"))?;
+        for set in sets.iter_mut() {
+            set.get_or_insert_with(Default::default).insert(c);
+        }
+    }
+    let [b, e, pm] = sets;
+    caps.set_bounding(b).set_effective(e).set_permitted(pm);
+    p.set_capabilities(Some(caps));
+    Ok(())
+}
+
 fn stdio(console_socket: Option<PathBuf>) -> Stdio {
     Stdio { stdin: None, stdout: None, stderr: None, console_socket }
 }
@@ -149,7 +197,8 @@ pub fn main(a: RuntimeArgs) -> i32 {
             let line = if json_log {
                 serde_json::json!({"level": "error", "msg": msg, "time": chrono::Utc::now().to_rfc3339()}).to_string()
             } else {
-                format!("berth runtime: {msg}")
+                // runc-like: callers (contest among them) look for "error" in stderr.
+                format!("berth runtime: error: {msg}")
             };
             match log_path.and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok()) {
                 Some(mut f) => {
@@ -164,6 +213,18 @@ pub fn main(a: RuntimeArgs) -> i32 {
 
 fn run(rt: &Libcontainer, a: RuntimeArgs) -> Result<i32, String> {
     let _ = std::fs::create_dir_all(&a.root);
+    // As runc: every verb on an unknown id says so in these words (callers match on them).
+    let existing = match &a.cmd {
+        Cmd::Start { id } | Cmd::State { id } | Cmd::Kill { id, .. } | Cmd::Exec { id, .. } => Some(id),
+        Cmd::Ps { id, .. } | Cmd::Pause { id } | Cmd::Resume { id } => Some(id),
+        Cmd::Delete { force: false, id } => Some(id),
+        _ => None,
+    };
+    if let Some(id) = existing
+        && !rt.list().contains(id)
+    {
+        return Err(format!("container `{id}` does not exist"));
+    }
     let e = |e: runtime::RuntimeError| e.to_string();
     match a.cmd {
         Cmd::Create { opts, id } => opts.create(rt, &id).map(|_| 0),
@@ -175,6 +236,7 @@ fn run(rt: &Libcontainer, a: RuntimeArgs) -> Result<i32, String> {
         Cmd::Kill { all, id, signal } => {
             rt.kill(&id, runtime::process::parse_signal(&signal)?, all).map(|_| 0).map_err(e)
         }
+        // The shim's delete is idempotent; runc's refuses an unknown id unless forced (above).
         Cmd::Delete { force, id } => rt.delete(&id, force).map(|_| 0).map_err(e),
         Cmd::Run { opts, detach, id } => {
             let pid = opts.create(rt, &id)?;
@@ -186,7 +248,21 @@ fn run(rt: &Libcontainer, a: RuntimeArgs) -> Result<i32, String> {
             rt.delete(&id, true).map_err(e)?;
             Ok(code)
         }
-        Cmd::Exec { process, pid_file, console_socket, detach, tty, cwd, env, id, command } => {
+        Cmd::Exec {
+            process,
+            pid_file,
+            console_socket,
+            detach,
+            tty,
+            cwd,
+            env,
+            cap,
+            preserve_fds,
+            ignore_paused,
+            cgroup,
+            id,
+            command,
+        } => {
             let st = rt.state(&id).map_err(e)?;
             let bundle = PathBuf::from(st["bundle"].as_str().unwrap_or("."));
             let spec = oci::spec::runtime::Spec::load(bundle.join("config.json")).map_err(|x| x.to_string())?;
@@ -211,6 +287,7 @@ fn run(rt: &Libcontainer, a: RuntimeArgs) -> Result<i32, String> {
                     p
                 }
             };
+            add_caps(&mut p, &cap)?;
             // libcontainer runs an exec'd process without the container's seccomp filter: load
             // it from our executor, as the daemon does (CAP_SYS_ADMIN held until it is in).
             let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
@@ -231,7 +308,10 @@ fn run(rt: &Libcontainer, a: RuntimeArgs) -> Result<i32, String> {
                     Libcontainer::new(&a.root).with_seccomp(bpf)
                 }
                 None => Libcontainer::new(&a.root),
-            };
+            }
+            .with_preserved_fds(preserve_fds)
+            .with_ignore_paused(ignore_paused)
+            .with_sub_cgroup(cgroup);
             // Kept beside the container's state, and removed with it by `delete`.
             let path = a.root.join(&id).join(format!("exec-{}.json", std::process::id()));
             std::fs::write(&path, serde_json::to_vec(&p).map_err(|x| x.to_string())?).map_err(|x| x.to_string())?;

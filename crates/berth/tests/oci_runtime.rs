@@ -211,3 +211,101 @@ fn root_runtime_exec_keeps_the_bundles_seccomp_filter() {
         let _ = std::fs::remove_dir(std::path::Path::new("/sys/fs/cgroup").join(sub).join("berth-runtime-test"));
     }
 }
+
+/// Found by youki's contest: an unknown id was deleted "successfully" and its state error did not
+/// say "does not exist"; a running container was deleted without --force and a stopped one
+/// killed without a word containing "error" (runc's callers look for both); `exec --cap`,
+/// `exec --preserve-fds` and `create --no-pivot` were refused as unknown flags.
+#[test]
+fn root_runtime_refuses_unknown_ids_and_running_deletes_and_takes_runcs_exec_flags() {
+    if !can_run() {
+        return;
+    }
+    let d = tempfile::Builder::new().prefix("bert").tempdir_in("/tmp").expect("tempdir");
+    let state = d.path().join("state");
+    for args in [&["delete", "nosuch"][..], &["state", "nosuch"], &["kill", "nosuch", "KILL"], &["start", "nosuch"]] {
+        let o = rt(&state, args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains("error: container `nosuch` does not exist"), "{args:?}: {}", stderr(&o));
+    }
+    assert!(rt(&state, &["delete", "--force", "nosuch"]).status.success());
+
+    let b = d.path().join("b");
+    let id = format!("rt-flags-{}", std::process::id());
+    bundle(&b, &["sleep", "30"], &id);
+    let st = Command::new(BERTH)
+        .arg("runtime")
+        .arg("--root")
+        .arg(&state)
+        .args(["run", "-d", "--no-pivot", "-b", b.to_str().expect("path"), &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run");
+    assert!(st.success());
+    let o = rt(&state, &["delete", &id]);
+    assert!(!o.status.success() && stderr(&o).contains("error"), "{}", stderr(&o));
+    let st = |o: std::process::Output| serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap_or_default();
+    assert_eq!(st(rt(&state, &["state", &id]))["status"], "running");
+
+    // CAP_SYSLOG (34) joins the bundle's chown/kill/setgid/setuid in three sets, not in the others.
+    let o = rt(&state, &["exec", "--cap", "CAP_SYSLOG", &id, "grep", "^Cap", "/proc/self/status"]);
+    assert_eq!(
+        stdout(&o),
+        "CapInh:\t0000000000000000\nCapPrm:\t00000004000000e1\nCapEff:\t00000004000000e1\n\
+         CapBnd:\t00000004000000e1\nCapAmb:\t0000000000000000\n",
+        "{}",
+        stderr(&o)
+    );
+    let o = rt(&state, &["exec", "--cap", "CAP_NOPE", &id, "true"]);
+    assert!(stderr(&o).contains("unknown capability `CAP_NOPE`"), "{}", stderr(&o));
+    // fd 3 reaches the process only when asked for.
+    let f = d.path().join("fd3");
+    std::fs::write(&f, "through fd 3\n").expect("write");
+    let exec_fd3 = |extra: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "exec \"$0\" runtime --root \"$1\" exec {extra} \"$2\" sh -c 'cat /proc/self/fd/3 2>&1 || true' 3<\"$3\""
+            ))
+            .arg(BERTH)
+            .arg(&state)
+            .arg(&id)
+            .arg(&f)
+            .output()
+            .expect("exec")
+    };
+    assert_eq!(stdout(&exec_fd3("--preserve-fds 1")), "through fd 3\n");
+    assert!(!stdout(&exec_fd3("")).contains("through fd 3"));
+    // A paused container takes an exec only with --ignore-paused; it runs once resumed.
+    assert!(rt(&state, &["pause", &id]).status.success());
+    let o = rt(&state, &["exec", &id, "true"]);
+    assert!(!o.status.success() && stderr(&o).contains("error"), "{}", stderr(&o));
+    let resume = {
+        let (state, id) = (state.clone(), id.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            rt(&state, &["resume", &id]).status.success()
+        })
+    };
+    let o = rt(&state, &["exec", "--ignore-paused", &id, "echo", "while paused"]);
+    assert!(resume.join().expect("resume"));
+    assert_eq!(stdout(&o), "while paused\n", "{}", stderr(&o));
+
+    assert!(rt(&state, &["kill", &id, "KILL"]).status.success());
+    for _ in 0..100 {
+        if st(rt(&state, &["state", &id]))["status"] == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = rt(&state, &["kill", &id, "KILL"]);
+    assert!(!o.status.success() && stderr(&o).contains("error"), "{}", stderr(&o));
+    assert!(rt(&state, &["delete", &id]).status.success());
+    for sub in ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids"] {
+        let p = std::path::Path::new("/sys/fs/cgroup").join(sub).join("berth-runtime-test");
+        assert!(!p.join(&id).exists(), "cgroup left in {sub}");
+        let _ = std::fs::remove_dir(&p);
+    }
+}

@@ -18,9 +18,14 @@ use nix::sys::signal::Signal;
 use crate::{Runtime, RuntimeError, Stdio};
 
 /// libcontainer with its state under `root` (like `runc --root`).
+#[derive(Clone)]
 pub struct Libcontainer {
     root: PathBuf,
     seccomp: Option<Arc<Vec<u8>>>,
+    preserved_fds: i32,
+    no_pivot: bool,
+    ignore_paused: bool,
+    sub_cgroup: Option<String>,
 }
 
 /// Runs the process as libcontainer's default executor does, after loading a compiled seccomp
@@ -109,13 +114,46 @@ fn apparmor_enabled() -> bool {
 
 impl Libcontainer {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), seccomp: None }
+        Self {
+            root: root.into(),
+            seccomp: None,
+            preserved_fds: 0,
+            no_pivot: false,
+            ignore_paused: false,
+            sub_cgroup: None,
+        }
     }
 
     /// Loads this compiled seccomp program into every process it starts (see
     /// [`crate::seccomp::compile`]).
     pub fn with_seccomp(mut self, bpf: Vec<u8>) -> Self {
         self.seccomp = Some(Arc::new(bpf));
+        self
+    }
+
+    /// Passes this many file descriptors after stderr (3, 4, …) on to the process it starts, as
+    /// runc's `--preserve-fds` does.
+    pub fn with_preserved_fds(mut self, n: i32) -> Self {
+        self.preserved_fds = n;
+        self
+    }
+
+    /// Moves the root with MS_MOVE instead of pivot_root (runc's `--no-pivot`, for a rootfs on
+    /// ramfs); the daemon never sets it.
+    pub fn with_no_pivot(mut self, no_pivot: bool) -> Self {
+        self.no_pivot = no_pivot;
+        self
+    }
+
+    /// `exec` into a paused container too (runc's `exec --ignore-paused`).
+    pub fn with_ignore_paused(mut self, ignore_paused: bool) -> Self {
+        self.ignore_paused = ignore_paused;
+        self
+    }
+
+    /// `exec` into this sub-cgroup of the container's (runc's `exec --cgroup`, cgroup v2).
+    pub fn with_sub_cgroup(mut self, sub_cgroup: Option<String>) -> Self {
+        self.sub_cgroup = sub_cgroup;
         self
     }
 
@@ -131,7 +169,8 @@ impl Libcontainer {
         let mut b = ContainerBuilder::new(id.to_owned(), SyscallType::default())
             .with_root_path(&self.root)
             .map_err(|e| e.to_string())?
-            .with_console_socket(stdio.console_socket.as_ref());
+            .with_console_socket(stdio.console_socket.as_ref())
+            .with_preserved_fds(self.preserved_fds);
         if let Some(fd) = stdio.stdin {
             b = b.with_stdin(fd);
         }
@@ -199,6 +238,7 @@ impl Runtime for Libcontainer {
             .map_err(err)?
             .as_init(bundle)
             .with_systemd(false)
+            .with_no_pivot(self.no_pivot)
             .with_detach(true)
             .build()
             .map_err(|e| err(chain(&e)))?;
@@ -230,6 +270,8 @@ impl Runtime for Libcontainer {
             .map_err(err)?
             .as_tenant()
             .with_process(Some(process))
+            .with_ignore_paused(self.ignore_paused)
+            .with_sub_cgroup(self.sub_cgroup.clone())
             .with_detach(true)
             .build()
             .map_err(|e| err(chain(&e)))?;
