@@ -417,6 +417,9 @@ impl Engine {
 
     async fn start_locked(self: &Arc<Self>, c: &Arc<Container>) -> Result<()> {
         let t0 = std::time::Instant::now();
+        // The runtime moves the container's process into its cgroup a few milliseconds from
+        // now; the kernel's wait for that move starts here instead (see prime_migration).
+        drop(tokio::task::spawn_blocking(runtime::cgroups::prime_migration));
         let rec = c.snapshot();
         let id = rec.id.clone();
         let paths = self.paths.clone();

@@ -222,6 +222,8 @@ fn run(config_path: &Path) -> Result<(), String> {
     }
 
     let status = crate::process::wait_exit(pid);
+    let timing = std::env::var_os("BERTH_SHIM_TIMING").is_some();
+    let t_exit = std::time::Instant::now();
     // Output ends when every holder of the pipes is gone. For a container that is when its
     // pid namespace is empty; an exec'd process may leave a background child holding them,
     // so an exec session waits a little only.
@@ -235,12 +237,18 @@ fn run(config_path: &Path) -> Result<(), String> {
         }
     }
     output.flush();
+    if timing {
+        eprintln!("shim: drained {:?}", t_exit.elapsed());
+    }
     let oom_killed = shared.cfg.cgroup.as_deref().is_some_and(crate::cgroups::oom_killed);
     if matches!(shared.cfg.kind, ShimKind::Init { .. }) {
         let _started = shared.starting.lock();
         if let Err(e) = shared.runtime.delete(&shared.cfg.container_id, true) {
             eprintln!("shim: {e}");
         }
+    }
+    if timing {
+        eprintln!("shim: deleted {:?}", t_exit.elapsed());
     }
     let exit = ExitStatus {
         exit_code: status,
