@@ -28,21 +28,12 @@ pub struct EngineRunner {
 /// registry → AuthConfig, as the docker CLI sends it with a build. Keys are normalised to
 /// registry hosts (`https://index.docker.io/v1/` → Docker Hub's API host).
 pub fn registry_config(h: &str) -> Result<std::collections::HashMap<String, image::remote::Credentials>> {
-    use base64::Engine as _;
     let h = h.trim();
     let mut out = std::collections::HashMap::new();
     if h.is_empty() {
         return Ok(out);
     }
-    let engines = [
-        base64::engine::general_purpose::URL_SAFE,
-        base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        base64::engine::general_purpose::STANDARD,
-        base64::engine::general_purpose::STANDARD_NO_PAD,
-    ];
-    let raw = engines
-        .iter()
-        .find_map(|e| e.decode(h).ok())
+    let raw = image::remote::decode_header_base64(h)
         .ok_or_else(|| EngineError::BadRequest("X-Registry-Config: not base64".into()))?;
     if raw.iter().all(u8::is_ascii_whitespace) || raw == b"null" {
         return Ok(out);

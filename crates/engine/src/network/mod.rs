@@ -95,6 +95,24 @@ pub struct Network {
 }
 
 impl Network {
+    /// One of the networks every daemon has (`bridge`, `host`, `none`), before its settings.
+    fn new_predefined(name: &str, driver: &str) -> Network {
+        Network {
+            id: new_id(),
+            name: name.into(),
+            driver: driver.into(),
+            created: now(),
+            subnet: None,
+            gateway: None,
+            user_ipam: false,
+            internal: false,
+            attachable: false,
+            labels: BTreeMap::new(),
+            options: BTreeMap::new(),
+            bridge: String::new(),
+        }
+    }
+
     pub fn is_bridge(&self) -> bool {
         self.driver == "bridge"
     }
@@ -295,20 +313,7 @@ impl Networks {
         let _lock = subnet_lock();
         let mut st = self.state();
         let existing = st.nets.values().find(|n| n.name == "bridge").cloned();
-        let mut bridge = existing.clone().unwrap_or_else(|| Network {
-            id: new_id(),
-            name: "bridge".into(),
-            driver: "bridge".into(),
-            created: now(),
-            subnet: None,
-            gateway: None,
-            user_ipam: false,
-            internal: false,
-            attachable: false,
-            labels: BTreeMap::new(),
-            options: BTreeMap::new(),
-            bridge: String::new(),
-        });
+        let mut bridge = existing.clone().unwrap_or_else(|| Network::new_predefined("bridge", "bridge"));
         bridge.bridge = self.settings.bridge.clone();
         bridge.options = [
             ("com.docker.network.bridge.default_bridge", "true"),
@@ -347,20 +352,7 @@ impl Networks {
         st.nets.insert(bridge.id.clone(), bridge);
         for (name, driver) in [("host", "host"), ("none", "null")] {
             if !st.nets.values().any(|n| n.name == name) {
-                let n = Network {
-                    id: new_id(),
-                    name: name.into(),
-                    driver: driver.into(),
-                    created: now(),
-                    subnet: None,
-                    gateway: None,
-                    user_ipam: false,
-                    internal: false,
-                    attachable: false,
-                    labels: BTreeMap::new(),
-                    options: BTreeMap::new(),
-                    bridge: String::new(),
-                };
+                let n = Network::new_predefined(name, driver);
                 self.save_net(&n)?;
                 st.nets.insert(n.id.clone(), n);
             }

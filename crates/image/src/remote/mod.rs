@@ -89,24 +89,28 @@ pub struct Credentials {
     pub registry_token: String,
 }
 
+/// Decodes the base64 of a registry header (`X-Registry-Auth`, `X-Registry-Config`): clients
+/// send it URL-safe or standard, padded or not.
+pub fn decode_header_base64(h: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    [
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+    ]
+    .iter()
+    .find_map(|e| e.decode(h).ok())
+}
+
 impl Credentials {
     /// Decodes an `X-Registry-Auth` header: base64url (padded or not) of the JSON AuthConfig.
     pub fn from_header(h: &str) -> Result<Option<Credentials>> {
-        use base64::Engine;
         let h = h.trim();
         if h.is_empty() {
             return Ok(None);
         }
-        let engines = [
-            base64::engine::general_purpose::URL_SAFE,
-            base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            base64::engine::general_purpose::STANDARD,
-            base64::engine::general_purpose::STANDARD_NO_PAD,
-        ];
-        let raw = engines
-            .iter()
-            .find_map(|e| e.decode(h).ok())
-            .ok_or_else(|| RemoteError::Invalid("X-Registry-Auth: not base64".into()))?;
+        let raw = decode_header_base64(h).ok_or_else(|| RemoteError::Invalid("X-Registry-Auth: not base64".into()))?;
         if raw.iter().all(u8::is_ascii_whitespace) || raw == b"{}" || raw == b"null" {
             return Ok(None);
         }
