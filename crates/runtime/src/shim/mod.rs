@@ -108,6 +108,7 @@ fn run(config_path: &Path) -> Result<(), String> {
     let output = Arc::new(Output::new(cfg.tty, cfg.log.as_deref(), cfg.log_rotate)?);
     let mut pending_start: Option<UnixStream> = None;
     let mut early: Vec<(UnixStream, Request)> = Vec::new();
+    let timing = std::env::var_os("BERTH_SHIM_TIMING").is_some();
     let t_create = std::time::Instant::now();
     let pid = match &cfg.kind {
         ShimKind::Init { bundle } => {
@@ -116,7 +117,7 @@ fn run(config_path: &Path) -> Result<(), String> {
             // daemon starts a container only once its previous shim has reported its exit.
             let _ = runtime.delete(&cfg.container_id, true);
             let pid = runtime.create(&cfg.container_id, bundle, stdio).map_err(|e| e.to_string())?;
-            if std::env::var_os("BERTH_SHIM_TIMING").is_some() {
+            if timing {
                 eprintln!("shim: create took {:?}", t_create.elapsed());
             }
             pid
@@ -222,7 +223,6 @@ fn run(config_path: &Path) -> Result<(), String> {
     }
 
     let status = crate::process::wait_exit(pid);
-    let timing = std::env::var_os("BERTH_SHIM_TIMING").is_some();
     let t_exit = std::time::Instant::now();
     // Output ends when every holder of the pipes is gone. For a container that is when its
     // pid namespace is empty; an exec'd process may leave a background child holding them,
