@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Daemon, can_run, stderr, stdout};
+use common::{Daemon, can_run, eventually, stderr, stdout};
 
 fn corpus(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/build").join(case)
@@ -483,8 +483,7 @@ fn root_run_steps_on_the_default_bridge_and_stdin_contexts() {
     let (_, body) = d.http("GET", "/networks/bridge", None).expect("inspect bridge");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert!(v["Containers"].as_object().is_none_or(|m| m.is_empty()), "{body}");
-    let links_after = ports();
-    assert_eq!(links_before, links_after, "a veth was left behind");
+    assert!(eventually(|| ports() == links_before), "a veth was left behind: {} then {}", links_before, ports());
     // A tar context on stdin, and -f - with a directory context.
     let ctx = tempfile::tempdir().expect("tempdir");
     std::fs::write(ctx.path().join("hello.txt"), "from-tar\n").expect("write");

@@ -12,7 +12,7 @@ mod common;
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::Command;
 
-use common::{Daemon, can_run, stderr, stdout};
+use common::{Daemon, can_run, eventually, stderr, stdout};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
@@ -108,7 +108,7 @@ fn root_published_ports_default_bridge_links_and_restart() {
     let o = d.berth(&["run", "-d", "--name", "taken", "-p", &format!("{taken}:80"), "busybox", "sleep", "30"]);
     assert!(stderr(&o).contains(&format!("0.0.0.0:{taken}")) && stderr(&o).contains("address already in use"));
     assert_eq!(d.inspect("taken")["State"]["Running"], false);
-    assert_eq!(ports_of(&br).1.len(), 1, "the failed start left no veth");
+    assert!(eventually(|| ports_of(&br).1.len() == 1), "the failed start left a veth: {:?}", ports_of(&br).1);
     drop(held);
     // The rules come back after a daemon restart.
     d.kill9();
@@ -117,7 +117,7 @@ fn root_published_ports_default_bridge_links_and_restart() {
     // And go when the container stops.
     assert!(d.berth(&["stop", "-t", "1", "web"]).status.success());
     assert!(!nft_table(&d).contains("dnat to"), "{}", nft_table(&d));
-    assert!(ports_of(&br).1.is_empty(), "veths left: {:?}", ports_of(&br).1);
+    assert!(eventually(|| ports_of(&br).1.is_empty()), "veths left: {:?}", ports_of(&br).1);
     assert!(TcpListener::bind(("0.0.0.0", port)).is_ok(), "the host port is free again");
     assert_eq!(d.inspect("web")["NetworkSettings"]["IPAddress"], "");
     // -P: every exposed port onto a free high port.
@@ -227,7 +227,7 @@ fn root_user_networks_dns_internal_and_cleanup() {
     let o = d.berth(&["network", "rm", "appnet", "closed"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!ports_of(&bridge).0, "bridge {bridge} left");
-    assert!(ports_of(&d.bridge()).1.is_empty());
+    assert!(eventually(|| ports_of(&d.bridge()).1.is_empty()), "{:?}", ports_of(&d.bridge()).1);
     let addrs =
         String::from_utf8_lossy(&Command::new("ip").args(["-4", "addr"]).output().expect("ip").stdout).into_owned();
     assert!(!addrs.contains("10.231.1.") && !addrs.contains("10.231.2."), "{addrs}");

@@ -471,17 +471,18 @@ fn message(e: &ClientError) -> String {
 
 /// Attach, register the wait, start, stream, and return the exit code.
 async fn attach_start_wait(c: &Client, id: &str, stdin: bool, tty: bool, condition: &str) -> i32 {
-    let (conn, multiplexed) = match c
-        .hijack::<()>(&format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", u8::from(stdin)), None)
-        .await
-    {
+    // Both must be in place before the start; neither depends on the other.
+    let attach_path = format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", u8::from(stdin));
+    let wait_path = format!("/containers/{id}/wait?condition={condition}");
+    let (attached, wait) = tokio::join!(c.hijack::<()>(&attach_path, None), c.post_raw::<()>(&wait_path, None));
+    let (conn, multiplexed) = match attached {
         Ok(v) => v,
         Err(e) => {
             eprintln!("berth: {e}");
             return 125;
         }
     };
-    let wait = match c.post_raw::<()>(&format!("/containers/{id}/wait?condition={condition}"), None).await {
+    let wait = match wait {
         Ok(r) => r,
         Err(e) => {
             eprintln!("berth: {e}");

@@ -273,6 +273,8 @@ impl EngineRunner {
             stdin_once: false,
             cgroup: Some(cgroup),
             seccomp,
+            listener_on_stdin: false,
+            lock: Some(dir.join(runtime::shim::proto::LOCK_FILE)),
         };
         let exit_file = cfg.exit_file.clone();
         // The container runs on the runtime; its output comes back over a channel to this
@@ -282,13 +284,16 @@ impl EngineRunner {
         let dir = dir.to_path_buf();
         let job = self.handle.spawn(async move {
             use tokio::io::AsyncReadExt;
-            crate::shim::spawn(&cfg, &dir.join("shim.json"), &dir.join("shim.log")).await.map_err(runner_err)?;
             let attach = Request::Attach { stdin: false, stdout: true, stderr: true };
-            let (mut stream, resp) = crate::shim::open(&cfg.socket, &attach).await.map_err(runner_err)?;
+            let launched = crate::shim::launch(&cfg, &dir.join("shim.json"), &dir.join("shim.log"), &[attach])
+                .await
+                .map_err(|e| runner_err(crate::error::EngineError::from(e)))?;
+            let mut stream =
+                launched.conns.into_iter().next().ok_or_else(|| runner_err("the step's attach was lost"))?;
+            let resp = crate::shim::read_response(&mut stream).await.map_err(runner_err)?;
             if let Some(e) = resp.error {
                 return Err(runner_err(e));
             }
-            crate::shim::call(&cfg.socket, &Request::Start).await.map_err(runner_err)?;
             // Frames: 8-byte header (stream, 0, 0, 0, big-endian length), then the payload.
             let mut header = [0u8; 8];
             while stream.read_exact(&mut header).await.is_ok() {

@@ -172,7 +172,7 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
     // A bad default log configuration is refused now, not at the first `run`.
     crate::logs::fill_log_config(&mut api::types::HostConfig::default(), &settings)?;
     let engine = Engine::open(Paths { data_root: data_root.clone(), exec_root }, settings).await?;
-    let app = crate::http::router(engine);
+    let app = crate::http::router(engine.clone());
     // The version prefix is stripped before routing, so one route table serves `/v1.45/…` and `/…`.
     let app = tower::Layer::layer(
         &axum::middleware::map_request(|req: axum::extract::Request| async move { crate::http::strip_version(req) }),
@@ -214,6 +214,11 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
     servers.abort_all();
     for s in sockets {
         let _ = std::fs::remove_file(s);
+    }
+    // Removed containers whose files are still being deleted.
+    engine.background.close();
+    if tokio::time::timeout(std::time::Duration::from_secs(30), engine.background.wait()).await.is_err() {
+        tracing::warn!("stopping with removed containers' files still being deleted");
     }
     Ok(())
 }

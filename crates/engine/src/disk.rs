@@ -289,6 +289,15 @@ impl Engine {
             if let Ok(rd) = std::fs::read_dir(e.paths.data_root.join("containers")) {
                 for d in rd.flatten() {
                     let id = d.file_name().to_string_lossy().into_owned();
+                    // Removed, and not yet deleted when the daemon went down.
+                    if let Some(id) = id.strip_prefix(crate::engine::REMOVING_PREFIX) {
+                        let _ = image::snapshot::unmount(&d.path().join("rootfs"));
+                        if let Err(err) = crate::engine::remove_container_files(&e.paths.runtime_root(), id, &d.path())
+                        {
+                            tracing::warn!("{err}");
+                        }
+                        continue;
+                    }
                     if known.contains(&id) || id.len() != 64 {
                         continue;
                     }

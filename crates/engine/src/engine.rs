@@ -46,6 +46,38 @@ impl Paths {
     pub fn rootfs(&self, id: &str) -> PathBuf {
         self.container_dir(id).join("rootfs")
     }
+    /// Where a removed container's directory goes until it is deleted in the background.
+    pub fn removing_dir(&self, id: &str) -> PathBuf {
+        self.data_root.join("containers").join(format!("{REMOVING_PREFIX}{id}"))
+    }
+}
+
+/// The name prefix of container directories being deleted (see [`Paths::removing_dir`]).
+pub const REMOVING_PREFIX: &str = ".removing-";
+
+/// Removes what is left of a container once its record is gone: waits for its shim to finish
+/// removing the runtime's state (the lock in `dir`), deletes what the runtime left, the
+/// cgroups, and the directory.
+pub fn remove_container_files(runtime_root: &Path, id: &str, dir: &Path) -> Result<()> {
+    let _lock = runtime::shim::proto::lock_container(
+        &dir.join(runtime::shim::proto::LOCK_FILE),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap_or_else(|e| {
+        tracing::warn!("remove container {id}: {e}");
+        None
+    });
+    let rt = runtime::libct::Libcontainer::new(runtime_root);
+    let _ = runtime::Runtime::delete(&rt, id, true);
+    // State the runtime could not read (a crash mid-write) goes too: no record needs it.
+    let _ = std::fs::remove_dir_all(runtime_root.join(id));
+    // Whatever the runtime could not remove of the container's cgroups goes now.
+    runtime::cgroups::remove_tree(&format!("/berth/{id}"));
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(EngineError::Internal(format!("remove `{}`: {e}", dir.display()))),
+    }
 }
 
 /// Daemon settings the engine acts on (from daemon.json and flags).
@@ -74,6 +106,9 @@ pub struct Engine {
     pub(crate) execs: Mutex<HashMap<String, Arc<Exec>>>,
     pub events: crate::events::Events,
     pub started: Instant,
+    /// Work that outlives the request that started it (a removed container's files): the
+    /// daemon waits for it before it exits.
+    pub(crate) background: tokio_util::task::TaskTracker,
 }
 
 impl Engine {
@@ -116,6 +151,7 @@ impl Engine {
             execs: Mutex::new(HashMap::new()),
             events,
             started: Instant::now(),
+            background: tokio_util::task::TaskTracker::new(),
         });
         for (id, text) in records {
             match serde_json::from_str::<Record>(&text) {

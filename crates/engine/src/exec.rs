@@ -177,6 +177,8 @@ impl Engine {
                 stdin_once: true,
                 cgroup: None,
                 seccomp,
+                listener_on_stdin: false,
+                lock: None,
             })
         })
         .await
@@ -189,46 +191,47 @@ impl Engine {
             }
         };
         let dir = self.paths.container_dir(&c.id).join("exec");
-        if let Err(err) =
-            crate::shim::spawn(&shim, &dir.join(format!("{}.shim.json", e.id)), &dir.join(format!("{}.shim.log", e.id)))
-                .await
-        {
-            self.exec_finished(e, 126);
-            return Err(err);
-        }
-        let mut stream = None;
+        // The attacher, then the wait (so an instant exit is not missed), queued ahead of start.
+        let mut before = Vec::new();
         if attach {
-            let req = Request::Attach {
+            before.push(Request::Attach {
                 stdin: e.config.attach_stdin,
                 stdout: e.config.attach_stdout,
                 stderr: e.config.attach_stderr,
-            };
-            let (s, _) = crate::shim::open(&shim.socket, &req)
-                .await
-                .map_err(|err| EngineError::Internal(format!("attach to exec {}: {err}", e.id)))?;
-            stream = Some(s);
+            });
         }
-        // Wait is registered before start, so an instant exit is not missed.
-        let (wait_conn, _) = {
-            let mut s = UnixStream::connect(&shim.socket)
-                .await
-                .map_err(|err| EngineError::Internal(format!("connect exec shim: {err}")))?;
-            tokio::io::AsyncWriteExt::write_all(&mut s, b"{\"op\":\"wait\"}\n").await.map_err(EngineError::internal)?;
-            (s, ())
-        };
-        let resp = match crate::shim::call(&shim.socket, &Request::Start).await {
-            Ok(r) => r,
-            Err(err) => {
-                let msg = err.to_string();
+        before.push(Request::Wait);
+        let launched = crate::shim::launch(
+            &shim,
+            &dir.join(format!("{}.shim.json", e.id)),
+            &dir.join(format!("{}.shim.log", e.id)),
+            &before,
+        )
+        .await;
+        let (pid, mut conns) = match launched {
+            Ok(l) => (l.pid, l.conns),
+            Err(crate::shim::LaunchError::Shim(err)) => {
+                self.exec_finished(e, 126);
+                return Err(err);
+            }
+            Err(crate::shim::LaunchError::Start(msg)) => {
                 let code = i64::from(api::start_error_code(&msg).unwrap_or(126));
                 self.exec_finished(e, code);
                 return Err(EngineError::BadRequest(format!("OCI runtime exec failed: {msg}")));
             }
         };
+        let wait_conn = conns.pop().ok_or_else(|| EngineError::internal("exec shim lost its wait"))?;
+        let mut stream = None;
+        if let Some(mut s) = conns.pop() {
+            crate::shim::read_response(&mut s)
+                .await
+                .map_err(|err| EngineError::Internal(format!("attach to exec {}: {err}", e.id)))?;
+            stream = Some(s);
+        }
         {
             let mut s = e.lock();
             s.running = true;
-            s.pid = resp.pid.unwrap_or(0) as i64;
+            s.pid = i64::from(pid);
         }
         self.exec_event(e, &format!("exec_start: {}", e.config.cmd.join(" ")), Vec::new());
         let engine = self.clone();

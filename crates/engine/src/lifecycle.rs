@@ -258,6 +258,10 @@ pub fn parse_signal(s: &str) -> Result<i32> {
 impl Engine {
     /// `POST /containers/create`.
     pub async fn create(self: &Arc<Self>, name: Option<&str>, cfg: ContainerConfig) -> Result<(String, Vec<String>)> {
+        // A start usually follows at once (`run`): the kernel's wait before the container's
+        // first cgroup move starts now, a few milliseconds earlier than the start could begin
+        // it (see prime_migration; the start primes again in case it comes later).
+        drop(tokio::task::spawn_blocking(runtime::cgroups::prime_migration));
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
                 if !valid_name(n) {
@@ -528,6 +532,8 @@ impl Engine {
                 stdin_once: rec.config.stdin_once,
                 cgroup: Some(format!("/berth/{id}")),
                 seccomp,
+                listener_on_stdin: false,
+                lock: Some(dir.join(runtime::shim::proto::LOCK_FILE)),
             };
             let _ = std::fs::remove_file(&shim.exit_file);
             Ok((spec, shim))
@@ -537,26 +543,18 @@ impl Engine {
         let _ = spec;
         let t_prepared = t0.elapsed();
         let dir = self.paths.container_dir(&c.id);
-        let pid = crate::shim::spawn(&shim_cfg, &dir.join("shim.json"), &dir.join("shim.log")).await?;
-        let t_created = t0.elapsed();
-        // Connect those who attached before the start, so they miss nothing.
+        // Those who attached before the start are queued ahead of it, so they miss nothing.
         let pending: Vec<PendingAttach> = std::mem::take(&mut *c.pending.lock().unwrap_or_else(|p| p.into_inner()));
-        for p in pending {
-            let req = Request::Attach { stdin: p.stdin, stdout: p.stdout, stderr: p.stderr };
-            if let Ok((stream, resp)) = crate::shim::open(&shim_cfg.socket, &req).await
-                && resp.error.is_none()
-            {
-                let _ = p.tx.send(stream);
-            }
-        }
+        let before: Vec<Request> =
+            pending.iter().map(|p| Request::Attach { stdin: p.stdin, stdout: p.stdout, stderr: p.stderr }).collect();
         // Running before the process is released, so that a process asking the daemon about
-        // itself at once (`docker ps` in the container) finds it running; undone if the start
-        // fails.
-        let before = {
+        // itself at once (`docker ps` in the container) finds it running; its pid follows as
+        // soon as the shim reports it. Undone if the start fails.
+        let before_state = {
             let mut r = c.lock();
             let before = r.state.clone();
             r.state.status = Status::Running;
-            r.state.pid = i64::from(pid);
+            r.state.pid = 0;
             r.state.started_at = now();
             r.state.finished_at = ZERO_TIME.into();
             r.state.exit_code = 0;
@@ -565,27 +563,34 @@ impl Engine {
             r.state.stopped_by_user = false;
             before
         };
-        let resp = match crate::shim::call(&shim_cfg.socket, &Request::Start).await {
-            Ok(resp) => resp,
-            Err(e) => {
-                let mut r = c.lock();
-                r.state.status = before.status;
-                r.state.pid = before.pid;
-                r.state.started_at = before.started_at;
-                r.state.finished_at = before.finished_at;
-                r.state.oom_killed = before.oom_killed;
-                r.state.stopped_by_user = before.stopped_by_user;
-                return Err(e);
+        let launched =
+            match crate::shim::launch(&shim_cfg, &dir.join("shim.json"), &dir.join("shim.log"), &before).await {
+                Ok(l) => l,
+                Err(e) => {
+                    let mut r = c.lock();
+                    r.state.status = before_state.status;
+                    r.state.pid = before_state.pid;
+                    r.state.started_at = before_state.started_at;
+                    r.state.finished_at = before_state.finished_at;
+                    r.state.oom_killed = before_state.oom_killed;
+                    r.state.stopped_by_user = before_state.stopped_by_user;
+                    return Err(e.into());
+                }
+            };
+        let t_created = t0.elapsed();
+        c.lock().state.pid = i64::from(launched.pid);
+        for (p, mut conn) in pending.into_iter().zip(launched.conns) {
+            if let Ok(resp) = crate::shim::read_response(&mut conn).await
+                && resp.error.is_none()
+            {
+                let _ = p.tx.send(conn);
             }
-        };
-        if let Some(p) = resp.pid {
-            c.lock().state.pid = i64::from(p);
         }
         self.volume_events(&c.id, &c.lock().mounts.clone(), "mount");
         self.save(c)?;
         self.monitor(c.clone());
         tracing::debug!(
-            "started {} in {:?} (prepared {:?}, created {:?})",
+            "started {} in {:?} (prepared {:?}, launched {:?})",
             c.short_id(),
             t0.elapsed(),
             t_prepared,
@@ -826,22 +831,32 @@ impl Engine {
 
     pub(crate) async fn finish_remove(&self, c: &Container) -> Result<()> {
         self.cleanup_runtime(c).await;
+        // The directory is moved out of the way at once (a rename) and deleted after the
+        // answer, in the background: deleting a container's files (and waiting for its shim to
+        // end) is the slowest part of a removal, and of every `run --rm`. A daemon that stops
+        // first waits for it; one that crashes sweeps `.removing-*` when it starts again.
         let dir = self.paths.container_dir(&c.id);
+        let trash = self.paths.removing_dir(&c.id);
         let runtime_root = self.paths.runtime_root();
         let id = c.id.clone();
-        tokio::task::spawn_blocking(move || {
-            let rt = runtime::libct::Libcontainer::new(runtime_root);
-            let _ = runtime::Runtime::delete(&rt, &id, true);
-            // Whatever the runtime could not remove of the container's cgroups goes now.
-            runtime::cgroups::remove_tree(&format!("/berth/{id}"));
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(EngineError::Internal(format!("remove `{}`: {e}", dir.display()))),
+        let (d, t) = (dir.clone(), trash.clone());
+        let moved =
+            tokio::task::spawn_blocking(move || std::fs::rename(&d, &t)).await.map_err(EngineError::internal)?;
+        match moved {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!("move `{}` aside: {e}; removing it now", dir.display());
+                tokio::task::spawn_blocking(move || crate::engine::remove_container_files(&runtime_root, &id, &dir))
+                    .await
+                    .map_err(EngineError::internal)??;
             }
-        })
-        .await
-        .map_err(EngineError::internal)??;
+            _ => {
+                self.background.spawn_blocking(move || {
+                    if let Err(e) = crate::engine::remove_container_files(&runtime_root, &id, &trash) {
+                        tracing::warn!("{e}");
+                    }
+                });
+            }
+        }
         self.delete_record(&c.id)?;
         self.net.forget(&c.id);
         self.forget(&c.id);

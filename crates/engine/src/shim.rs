@@ -10,46 +10,135 @@ use tokio::net::UnixStream;
 
 use crate::error::{EngineError, Result};
 
-/// Spawns `berth shim CONFIG` and waits for its ready line: the pid it reports.
-pub async fn spawn(config: &ShimConfig, config_path: &Path, shim_log: &Path) -> Result<i32> {
-    let data = serde_json::to_vec(config).map_err(EngineError::internal)?;
+/// A shim whose process has started, with the connections of the requests queued before it.
+pub struct Launched {
+    /// The process's pid: the container's init, or the exec'd process.
+    pub pid: i32,
+    /// One connection per queued request, in order, their responses unread: an attach's
+    /// acknowledgement comes first on its connection ([`read_response`]), a wait answers at
+    /// the exit.
+    pub conns: Vec<UnixStream>,
+}
+
+/// Why a launch failed: the shim could not create the container (or did not run), or the
+/// runtime refused to start the process.
+#[derive(Debug)]
+pub enum LaunchError {
+    Shim(EngineError),
+    Start(String),
+}
+
+impl From<LaunchError> for EngineError {
+    fn from(e: LaunchError) -> Self {
+        match e {
+            LaunchError::Shim(e) => e,
+            LaunchError::Start(m) => EngineError::Internal(m),
+        }
+    }
+}
+
+/// Spawns `berth shim CONFIG` and starts its process, with `before` (attachers, an exec's
+/// wait) queued ahead of the start.
+///
+/// The control socket is bound here and handed to the shim as its stdin, so every request is
+/// written at once, before the shim has even created the container; the shim takes them in
+/// order once it has, and starts the process with no round trip to the daemon in between.
+pub async fn launch(
+    config: &ShimConfig,
+    config_path: &Path,
+    shim_log: &Path,
+    before: &[Request],
+) -> std::result::Result<Launched, LaunchError> {
+    let shim_err = |e: EngineError| LaunchError::Shim(e);
+    let config = ShimConfig { listener_on_stdin: true, ..config.clone() };
+    let data = serde_json::to_vec(&config).map_err(|e| shim_err(EngineError::internal(e)))?;
     tokio::fs::write(config_path, data)
         .await
-        .map_err(|e| EngineError::Internal(format!("write `{}`: {e}", config_path.display())))?;
+        .map_err(|e| shim_err(EngineError::Internal(format!("write `{}`: {e}", config_path.display()))))?;
     let log = std::fs::File::create(shim_log)
-        .map_err(|e| EngineError::Internal(format!("create `{}`: {e}", shim_log.display())))?;
+        .map_err(|e| shim_err(EngineError::Internal(format!("create `{}`: {e}", shim_log.display()))))?;
+    let _ = std::fs::remove_file(&config.socket);
+    let listener = std::os::unix::net::UnixListener::bind(&config.socket)
+        .map_err(|e| shim_err(EngineError::Internal(format!("bind `{}`: {e}", config.socket.display()))))?;
     // The daemon's own binary, even once a package upgrade has replaced (unlinked) the file it
     // was started from: the shim must speak this daemon's protocol, and the path would be gone.
-    let mut child = tokio::process::Command::new("/proc/self/exe")
+    let spawned = tokio::process::Command::new("/proc/self/exe")
         .arg0("berth")
         .arg("shim")
         .arg(config_path)
-        .stdin(Stdio::null())
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(listener)))
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .kill_on_drop(false)
-        .spawn()
-        .map_err(|e| EngineError::Internal(format!("spawn shim: {e}")))?;
-    let stdout = child.stdout.take().ok_or_else(|| EngineError::internal("shim has no stdout"))?;
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(&config.socket);
+            return Err(shim_err(EngineError::Internal(format!("spawn shim: {e}"))));
+        }
+    };
+    let stdout = child.stdout.take().ok_or_else(|| shim_err(EngineError::internal("shim has no stdout")))?;
     // Reap the shim whenever it ends, so it never lingers as a zombie of the daemon.
     tokio::spawn(async move {
         let _ = child.wait().await;
     });
+    let talk =
+        |e: std::io::Error| shim_err(EngineError::Internal(format!("talk to shim `{}`: {e}", config.socket.display())));
+    // A shim that failed at once (before listening) has its reason on stdout: a failed send
+    // reports only after that line is read.
+    let mut conns = Vec::with_capacity(before.len());
+    let mut start = None;
+    let mut send_err = None;
+    for req in before.iter().chain(std::iter::once(&Request::Start)) {
+        match send(&config.socket, req).await {
+            Ok(s) if matches!(req, Request::Start) => start = Some(s),
+            Ok(s) => conns.push(s),
+            Err(e) => {
+                send_err = Some(e);
+                break;
+            }
+        }
+    }
+
     let mut line = String::new();
     let read = tokio::time::timeout(Duration::from_secs(60), BufReader::new(stdout).read_line(&mut line)).await;
     match read {
-        Err(_) => return Err(EngineError::internal("shim did not report ready within 60s")),
-        Ok(Err(e)) => return Err(EngineError::Internal(format!("read from shim: {e}"))),
+        Err(_) => return Err(shim_err(EngineError::internal("shim did not report ready within 60s"))),
+        Ok(Err(e)) => return Err(shim_err(EngineError::Internal(format!("read from shim: {e}")))),
         Ok(Ok(_)) => {}
     }
-    let resp: Response = serde_json::from_str(&line).map_err(|_| {
+    let ready: Response = serde_json::from_str(&line).map_err(|_| {
         let log = std::fs::read_to_string(shim_log).unwrap_or_default();
-        EngineError::Internal(format!("shim failed: {}", log.trim()))
+        shim_err(EngineError::Internal(format!("shim failed: {}", log.trim())))
     })?;
-    if let Some(e) = resp.error {
-        return Err(EngineError::Internal(e));
+    if let Some(e) = ready.error {
+        return Err(shim_err(EngineError::Internal(e)));
     }
-    Ok(resp.pid.unwrap_or(0))
+    let mut start = match (start, send_err) {
+        (Some(s), None) => s,
+        (_, e) => return Err(talk(e.unwrap_or_else(|| std::io::Error::other("the start was not sent")))),
+    };
+    let started = read_response(&mut start).await.map_err(talk)?;
+    if let Some(e) = started.error {
+        return Err(LaunchError::Start(e));
+    }
+    Ok(Launched { pid: started.pid.or(ready.pid).unwrap_or(0), conns })
+}
+
+/// Connects to a shim and writes one request.
+async fn send(socket: &Path, req: &Request) -> std::io::Result<UnixStream> {
+    let mut s = UnixStream::connect(socket).await?;
+    let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    s.write_all(&line).await?;
+    Ok(s)
+}
+
+/// Reads a shim's response line from a connection, leaving what follows it unread.
+pub async fn read_response(s: &mut UnixStream) -> std::io::Result<Response> {
+    let line = read_line_exact(s).await?;
+    serde_json::from_str(&line).map_err(std::io::Error::other)
 }
 
 /// Reads one line byte by byte, so nothing after it is consumed from the stream.
@@ -70,12 +159,8 @@ async fn read_line_exact(s: &mut UnixStream) -> std::io::Result<String> {
 
 /// Sends a request and returns the connection with the response (for attach and wait).
 pub async fn open(socket: &Path, req: &Request) -> std::io::Result<(UnixStream, Response)> {
-    let mut s = UnixStream::connect(socket).await?;
-    let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    s.write_all(&line).await?;
-    let resp = read_line_exact(&mut s).await?;
-    let resp: Response = serde_json::from_str(&resp).map_err(std::io::Error::other)?;
+    let mut s = send(socket, req).await?;
+    let resp = read_response(&mut s).await?;
     Ok((s, resp))
 }
 

@@ -74,12 +74,33 @@ pub fn disable_oom_killer(pid: i32) -> Result<(), String> {
 /// first. The runtime removes the container's own directory, but not one that still holds
 /// cgroups made inside it — by a daemon running in a privileged container (DinD) — and an
 /// empty cgroup only goes with `rmdir`. Directories with processes in them are left alone.
+/// Safe to run beside another removal of the same tree (the shim's): every step tolerates a
+/// directory that is already gone.
 pub fn remove_tree(path: &str) {
-    fn rm(dir: &Path) {
+    remove_tree_with(path, false)
+}
+
+/// Kills every process left in the cgroup tree at `path` (in each hierarchy), then removes it
+/// as [`remove_tree`] does. For a container whose init has exited: without a pid namespace of
+/// its own, its other processes outlive the init, and runc, crun and libcontainer kill them
+/// at delete.
+pub fn kill_and_remove_tree(path: &str) {
+    remove_tree_with(path, true)
+}
+
+fn remove_tree_with(path: &str, kill: bool) {
+    fn rm(dir: &Path, kill: bool) {
         let Ok(entries) = std::fs::read_dir(dir) else { return };
         for e in entries.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
-                rm(&e.path());
+                rm(&e.path(), kill);
+            }
+        }
+        if kill {
+            for pid in std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines() {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                }
             }
         }
         // EBUSY while the last processes of the cgroup are still being torn down: a moment later
@@ -98,13 +119,13 @@ pub fn remove_tree(path: &str) {
         return;
     }
     if is_v2() {
-        rm(&Path::new("/sys/fs/cgroup").join(rel));
+        rm(&Path::new("/sys/fs/cgroup").join(rel), kill);
         return;
     }
     for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
         let dir = h.path().join(rel);
         if dir.is_dir() {
-            rm(&dir);
+            rm(&dir, kill);
         }
     }
 }

@@ -220,6 +220,61 @@ impl Libcontainer {
     }
 }
 
+/// What of a bundle's spec decides whether [`Libcontainer::delete_exited`] can do without
+/// libcontainer's delete.
+#[derive(serde::Deserialize, Default)]
+struct DeleteProbe {
+    #[serde(default)]
+    hooks: Option<ProbeHooks>,
+    #[serde(default)]
+    linux: Option<ProbeLinux>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct ProbeHooks {
+    #[serde(default)]
+    poststop: Vec<serde_json::Value>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ProbeLinux {
+    #[serde(default)]
+    cgroups_path: Option<String>,
+    #[serde(default)]
+    intel_rdt: Option<serde_json::Value>,
+}
+
+impl Libcontainer {
+    /// Deletes a container whose init has exited (the shim's delete): kills what is left in
+    /// its cgroup, removes the cgroup and the runtime's state directory. This does what
+    /// libcontainer's `delete --force` does for such a container, without its cgroup v1
+    /// manager, which re-reads `/proc/self/mountinfo` and `/proc/self/cgroup` once per
+    /// controller (1–2 ms of CPU at every exit). A spec with poststop hooks, Intel RDT, or a
+    /// cgroup path that is not absolute (systemd's `slice:prefix:name`) goes through
+    /// libcontainer's delete, which handles them.
+    pub fn delete_exited(&self, id: &str, bundle: &Path) -> Result<(), RuntimeError> {
+        let probe: Option<DeleteProbe> =
+            std::fs::read(bundle.join("config.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let cgroup = probe.as_ref().and_then(|p| {
+            let linux = p.linux.as_ref()?;
+            let simple = p.hooks.as_ref().is_none_or(|h| h.poststop.is_empty()) && linux.intel_rdt.is_none();
+            linux.cgroups_path.as_deref().filter(|c| simple && c.starts_with('/'))
+        });
+        let Some(cgroup) = cgroup else {
+            return self.delete(id, true);
+        };
+        crate::cgroups::kill_and_remove_tree(cgroup);
+        match std::fs::remove_dir_all(self.root.join(id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RuntimeError::Delete {
+                id: id.to_owned(),
+                message: format!("remove `{}`: {e}", self.root.join(id).display()),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl Runtime for Libcontainer {
     fn create(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32, RuntimeError> {
         let err = |message: String| RuntimeError::Create { id: id.to_owned(), message };

@@ -274,6 +274,20 @@ fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
     out
 }
 
+/// Polls `f` until it holds (2 s at most), for what the daemon finishes after its answer (the
+/// kernel's deletion of a stopped container's veth pair).
+#[allow(dead_code)]
+pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(2) {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f()
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

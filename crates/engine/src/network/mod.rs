@@ -760,10 +760,23 @@ impl Networks {
             let _ = self.save_cont(id, &c);
             (veths, had)
         };
-        for v in veths {
-            if let Err(e) = network::endpoint::delete_link(&v) {
-                tracing::warn!("{e}");
-            }
+        // Deleting a veth waits for the kernel to unregister it (RCU grace periods, ~15 ms,
+        // holding the rtnl lock that the next container's network setup needs), and nothing
+        // needs it gone at once: the address is free already (no process is left in the
+        // container's namespace to use it) and the names are random. The kernel deletes the
+        // pair by itself, in the background, when the container's namespace goes (just after
+        // this); the pair is deleted here only if it is still there a second later (something
+        // kept the namespace alive).
+        if !veths.is_empty() {
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                // A pair the kernel has deleted already is fine to `delete_link`.
+                for v in veths {
+                    if let Err(e) = network::endpoint::delete_link(&v) {
+                        tracing::warn!("{e}");
+                    }
+                }
+            });
         }
         if had_ports && let Err(e) = self.apply_firewall() {
             tracing::warn!("{e}");

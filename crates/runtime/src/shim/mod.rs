@@ -1,12 +1,16 @@
 //! The shim: one process per container (and per exec session), the parent of its process.
 //!
-//! Lifecycle: the daemon writes a [`proto::ShimConfig`], spawns `berth shim CONFIG` and reads
-//! one JSON line from the shim's stdout (`{"pid":N}` or `{"error":…}`). For a container the
-//! shim has by then created it (init waiting to exec); for an exec session nothing runs yet.
-//! The daemon connects attachers, then sends `start`. When the process ends the shim drains
-//! its output, removes the runtime state (cgroups), writes the exit file atomically, answers
-//! every `wait`, closes the attach streams and exits. A daemon that died meanwhile reads the
-//! exit file when it comes back.
+//! Lifecycle: the daemon writes a [`proto::ShimConfig`], binds the control socket, spawns
+//! `berth shim CONFIG` with the listener as its stdin, and queues its requests at once: the
+//! attachers, then `start`. It then reads one JSON line from the shim's stdout (`{"pid":N}` or
+//! `{"error":…}`): for a container the shim has by then created it (init waiting to exec); for
+//! an exec session nothing runs yet. The shim then takes the queued requests in order and
+//! starts the process, so no round trip to the daemon sits between create and start. When the
+//! process ends the shim drains its output, writes the exit file atomically, answers every
+//! `wait`, closes the attach streams, and only then removes the runtime state (cgroups), while
+//! the daemon cleans up its side; the container's lock file, held until the shim exits, keeps
+//! a restart or a removal from overlapping that. A daemon that died meanwhile reads the exit
+//! file when it comes back.
 //!
 //! The fork into the container happens while the shim is still single-threaded (before any
 //! thread for a container, and from the main thread for an exec session).
@@ -42,10 +46,6 @@ struct Shared {
     master: Option<File>,
     /// Requests being handled: the shim does not exit until each has had its answer.
     busy: AtomicI32,
-    /// Held while the runtime starts the container: libcontainer saves its state after the
-    /// process is released, so a process that exits at once must not have its state deleted
-    /// before that save (or the save would bring a stale state back).
-    starting: Mutex<()>,
 }
 
 /// Runs the shim with the configuration at `config_path`; never returns on success.
@@ -69,8 +69,12 @@ fn run(config_path: &Path) -> Result<(), String> {
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("parse shim config: {e}")))?;
     // A session of its own: a daemon killed with its process group leaves us running.
     let _ = nix::unistd::setsid();
-    let _ = std::fs::remove_file(&cfg.socket);
-    let listener = UnixListener::bind(&cfg.socket).map_err(|e| format!("bind `{}`: {e}", cfg.socket.display()))?;
+    let listener = listen(&cfg)?;
+    // Held until this process exits: see `lock_container`.
+    let mut lock = match &cfg.lock {
+        Some(p) => proto::lock_container(p, Duration::from_secs(30))?,
+        None => None,
+    };
     let mut runtime = Libcontainer::new(&cfg.runtime_root);
     if let Some(p) = &cfg.seccomp {
         let bpf = std::fs::read(p).map_err(|e| format!("read seccomp program `{}`: {e}", p.display()))?;
@@ -106,53 +110,74 @@ fn run(config_path: &Path) -> Result<(), String> {
     };
 
     let output = Arc::new(Output::new(cfg.tty, cfg.log.as_deref(), cfg.log_rotate)?);
-    let mut pending_start: Option<UnixStream> = None;
-    let mut early: Vec<(UnixStream, Request)> = Vec::new();
-    let timing = std::env::var_os("BERTH_SHIM_TIMING").is_some();
+    let timing = std::env::var_os("BERTH_SHIM_TIMING").is_some_and(|v| !v.is_empty());
     let t_create = std::time::Instant::now();
-    let pid = match &cfg.kind {
+    // A container is created now (its init waits to exec); an exec session's process is made
+    // only at `start`.
+    let (created, mut stdio) = match &cfg.kind {
         ShimKind::Init { bundle } => {
             // State left by a shim that died before it could clean up would make the create
             // fail with "container already exists"; nothing of it can still run, as the
             // daemon starts a container only once its previous shim has reported its exit.
             let _ = runtime.delete(&cfg.container_id, true);
             let pid = runtime.create(&cfg.container_id, bundle, stdio).map_err(|e| e.to_string())?;
+            // The container's init was forked holding the lock's open file (until it execs): a
+            // lock it kept after this shim died would stall the container's next start. The
+            // lock moves to a file only this process has open. (Nothing else can take it in
+            // between: the daemon starts or removes a container one operation at a time.)
+            if let (Some(old), Some(path)) = (lock.take(), &cfg.lock) {
+                let _ = old.unlock();
+                drop(old);
+                lock = proto::lock_container(path, Duration::from_secs(30))?;
+            }
             if timing {
                 eprintln!("shim: create took {:?}", t_create.elapsed());
             }
-            pid
+            (Some(pid), None)
         }
-        ShimKind::Exec { process } => {
-            // Nothing runs until `start`: serve attach requests on this thread so the fork
-            // below happens before any other thread exists.
-            ready(0)?;
-            loop {
-                let (conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
-                match read_request(&conn) {
-                    Some(Request::Start) => {
-                        pending_start = Some(conn);
-                        break;
-                    }
-                    Some(req @ Request::Attach { .. }) => {
-                        // Acknowledge now: the daemon connects every attacher before `start`.
-                        reply(&conn, &Response::ok());
-                        early.push((conn, req));
-                    }
-                    Some(req @ (Request::Resize { .. } | Request::Wait)) => early.push((conn, req)),
-                    Some(_) => reply(&conn, &Response::error("exec session not started")),
-                    None => {}
-                }
+        ShimKind::Exec { .. } => (None, Some(stdio)),
+    };
+    ready(created.unwrap_or(0))?;
+
+    // Until `start`, requests are served on this thread, so that the fork of an exec session
+    // happens before any other thread exists. The daemon queues its attachers (and an exec's
+    // wait) before the start: attachers are registered before any output is read, so they
+    // miss none of it.
+    let mut early: Vec<(UnixStream, Request)> = Vec::new();
+    let start_conn = loop {
+        let (conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        match read_request(&conn) {
+            Some(Request::Start) => break conn,
+            Some(req @ Request::Attach { .. }) => {
+                // Acknowledged now: nothing can be written to the client before the ack.
+                reply(&conn, &Response::ok());
+                early.push((conn, req));
             }
+            Some(req @ (Request::Resize { .. } | Request::Wait)) => early.push((conn, req)),
+            Some(_) => reply(&conn, &Response::error("the process has not been started")),
+            None => {}
+        }
+    };
+    let pid = match (&cfg.kind, created) {
+        (ShimKind::Init { .. }, Some(pid)) => match runtime.start(&cfg.container_id) {
+            Ok(()) => pid,
+            Err(e) => {
+                reply(&start_conn, &Response::error(e.to_string()));
+                let _ = runtime.delete(&cfg.container_id, true);
+                return Err(e.to_string());
+            }
+        },
+        (ShimKind::Exec { process }, _) => {
+            let stdio = stdio.take().ok_or("exec session without its streams")?;
             match runtime.exec(&cfg.container_id, process, stdio) {
                 Ok(pid) => pid,
                 Err(e) => {
-                    if let Some(c) = pending_start.take() {
-                        reply(&c, &Response::error(e.to_string()));
-                    }
+                    reply(&start_conn, &Response::error(e.to_string()));
                     return Err(e.to_string());
                 }
             }
         }
+        (ShimKind::Init { .. }, None) => return Err("container was not created".into()),
     };
 
     let master = match console {
@@ -179,12 +204,9 @@ fn run(config_path: &Path) -> Result<(), String> {
         master,
         cfg,
         busy: AtomicI32::new(0),
-        starting: Mutex::new(()),
     });
 
     // From here on, threads.
-    // Attachers that came before an exec session started are registered before its output is
-    // read, so they miss none of it.
     for (conn, req) in early {
         match req {
             // Acknowledged already, before the process existed.
@@ -205,13 +227,8 @@ fn run(config_path: &Path) -> Result<(), String> {
         });
     }
     let reader_count = if shared.master.is_some() { 1 } else { 2 };
-
-    if matches!(shared.cfg.kind, ShimKind::Init { .. }) {
-        ready(pid)?;
-    }
-    if let Some(c) = pending_start {
-        reply(&c, &Response { pid: Some(pid), ..Response::ok() });
-    }
+    reply(&start_conn, &Response { pid: Some(pid), ..Response::ok() });
+    drop(start_conn);
     {
         let shared = shared.clone();
         std::thread::spawn(move || {
@@ -241,32 +258,54 @@ fn run(config_path: &Path) -> Result<(), String> {
         eprintln!("shim: drained {:?}", t_exit.elapsed());
     }
     let oom_killed = shared.cfg.cgroup.as_deref().is_some_and(crate::cgroups::oom_killed);
-    if matches!(shared.cfg.kind, ShimKind::Init { .. }) {
-        let _started = shared.starting.lock();
-        if let Err(e) = shared.runtime.delete(&shared.cfg.container_id, true) {
-            eprintln!("shim: {e}");
-        }
-    }
-    if timing {
-        eprintln!("shim: deleted {:?}", t_exit.elapsed());
-    }
     let exit = ExitStatus {
         exit_code: status,
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         oom_killed,
     };
+    // The exit is reported first, the runtime's state removed after: the daemon's cleanup
+    // (unmount, network) runs meanwhile. A restart's new shim, and the removal of the
+    // container, wait for this process to end (the lock).
     write_exit_file(&shared.cfg.exit_file, &exit)?;
     *shared.exit.lock().map_err(|_| "exit lock poisoned")? = Some(exit);
     shared.exit_cv.notify_all();
     output.close_attachers();
+    if let ShimKind::Init { bundle } = &shared.cfg.kind
+        && let Err(e) = shared.runtime.delete_exited(&shared.cfg.container_id, bundle)
+    {
+        eprintln!("shim: {e}");
+    }
+    if timing {
+        eprintln!("shim: deleted {:?}", t_exit.elapsed());
+    }
     let _ = std::fs::remove_file(&shared.cfg.socket);
-    // Let the handlers (a `start` whose process already ended, every `wait`) write their
-    // answers before the process goes.
+    // Let the handlers (every `wait`) write their answers before the process goes.
     let deadline = std::time::Instant::now() + Duration::from_secs(1);
     while shared.busy.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
+    // Whoever waits for this container's shim to be done may go on.
+    drop(lock);
     Ok(())
+}
+
+/// The control socket: handed over by the daemon as stdin, or bound here.
+fn listen(cfg: &ShimConfig) -> Result<UnixListener, String> {
+    if cfg.listener_on_stdin {
+        use nix::fcntl::{FcntlArg, fcntl};
+        let fd = fcntl(0, FcntlArg::F_DUPFD_CLOEXEC(3)).map_err(|e| format!("take the listener from stdin: {e}"))?;
+        // SAFETY: F_DUPFD_CLOEXEC just made this descriptor, and nothing else owns it.
+        let l = unsafe { UnixListener::from_raw_fd(fd) };
+        nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(l.as_raw_fd())
+            .map_err(|e| format!("stdin is not the control socket: {e}"))?;
+        if let Ok(null) = File::open("/dev/null") {
+            // SAFETY: dup2 onto fd 0 with a valid open fd.
+            unsafe { libc::dup2(null.as_raw_fd(), 0) };
+        }
+        return Ok(l);
+    }
+    let _ = std::fs::remove_file(&cfg.socket);
+    UnixListener::bind(&cfg.socket).map_err(|e| format!("bind `{}`: {e}", cfg.socket.display()))
 }
 
 fn ready(pid: i32) -> Result<(), String> {
@@ -349,16 +388,7 @@ fn answer(shared: &Arc<Shared>, conn: UnixStream, req: Request) {
             attach(shared, conn, stdin, stdout, stderr, true);
             return;
         }
-        Request::Start => match &shared.cfg.kind {
-            ShimKind::Init { .. } => {
-                let _starting = shared.starting.lock();
-                match shared.runtime.start(id) {
-                    Ok(()) => Response { pid: Some(shared.pid.load(Ordering::SeqCst)), ..Response::ok() },
-                    Err(e) => Response::error(e.to_string()),
-                }
-            }
-            ShimKind::Exec { .. } => Response::error("exec session already started"),
-        },
+        Request::Start => Response::error("already started"),
         Request::Wait => Response { exit: wait_exit(shared), ..Response::ok() },
         Request::Resize { height, width } => resize(shared, height, width),
         Request::Kill { signal, all } => {

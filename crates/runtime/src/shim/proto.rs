@@ -19,8 +19,18 @@ pub struct ShimConfig {
     pub kind: ShimKind,
     /// libcontainer's state directory.
     pub runtime_root: PathBuf,
-    /// The control socket to listen on.
+    /// The control socket. The daemon binds it and hands the listener over as the shim's
+    /// stdin (inetd-style, see `listener_on_stdin`), so that it can queue requests (attach,
+    /// start) before the shim has created the process; otherwise the shim binds it.
     pub socket: PathBuf,
+    /// The listening socket is the shim's stdin.
+    #[serde(default)]
+    pub listener_on_stdin: bool,
+    /// A container's lock file: its shim holds it for its whole life, and removes the runtime's
+    /// state of the container after it has reported the exit. A new shim for the same container
+    /// (a restart) and the daemon's removal of the container wait for it first.
+    #[serde(default)]
+    pub lock: Option<PathBuf>,
     /// Where the console socket is bound when `tty` is set.
     pub console_socket: PathBuf,
     /// json-file log; None keeps no log (exec sessions, `--log-driver none`).
@@ -103,6 +113,39 @@ pub fn call(socket: &std::path::Path, req: &Request) -> std::io::Result<Response
     let mut resp = String::new();
     r.read_line(&mut resp)?;
     serde_json::from_str(&resp).map_err(std::io::Error::other)
+}
+
+/// The name of a container's lock file in its directory (see [`ShimConfig::lock`]).
+pub const LOCK_FILE: &str = "shim.lock";
+
+/// Waits until no shim holds the container lock at `path` (one that is still removing the
+/// container's runtime state after its exit) and returns the lock, held; `None` when its
+/// directory is gone. Gives up after `timeout`: a shim that hangs must not block a removal
+/// for ever.
+pub fn lock_container(path: &std::path::Path, timeout: std::time::Duration) -> Result<Option<std::fs::File>, String> {
+    let f = match std::fs::File::options().read(true).write(true).create(true).truncate(false).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("open container lock `{}`: {e}", path.display())),
+    };
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(Some(f)),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(2))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "the previous shim of this container still holds `{}` after {timeout:?}",
+                    path.display()
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!("lock `{}`: {e}", path.display()));
+            }
+        }
+    }
 }
 
 /// Reads the exit status a shim left behind, if any.
