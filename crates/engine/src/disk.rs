@@ -116,11 +116,19 @@ impl Engine {
             m.add(self.paths.container_dir(&c.id));
             victims.push(c);
         }
+        let mut deletions = Vec::new();
         for c in victims {
-            match self.remove(&c, false).await {
-                Ok(()) => deleted.push(c.id.clone()),
+            match self.remove_then(&c, false).await {
+                Ok(gone) => {
+                    deleted.push(c.id.clone());
+                    deletions.push(gone);
+                }
                 Err(e) => tracing::warn!("prune container {}: {e}", c.short_id()),
             }
+        }
+        // The answer reports space that is back: wait for the deletions `remove` leaves running.
+        for gone in deletions {
+            gone.wait().await;
         }
         let reclaimed = tokio::task::spawn_blocking(move || m.reclaimed()).await.map_err(EngineError::internal)?;
         self.events.emit("container", "prune", "", vec![("reclaimed".into(), reclaimed.to_string())]);

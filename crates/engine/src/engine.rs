@@ -179,8 +179,9 @@ impl Engine {
     async fn restore(self: &Arc<Self>, c: Arc<Container>) {
         let status = c.status();
         if status == Status::Removing {
-            if let Err(e) = self.finish_remove(&c).await {
-                tracing::error!("finish removing {}: {e}", c.id);
+            match self.finish_remove(&c).await {
+                Ok(gone) => drop(gone),
+                Err(e) => tracing::error!("finish removing {}: {e}", c.id),
             }
             return;
         }

@@ -800,8 +800,15 @@ impl Engine {
         Ok(())
     }
 
-    /// `DELETE /containers/{id}`.
+    /// `DELETE /containers/{id}`. The container's files go in the background, after the answer
+    /// (see [`Engine::finish_remove`]).
     pub async fn remove(self: &Arc<Self>, c: &Arc<Container>, force: bool) -> Result<()> {
+        self.remove_then(c, force).await.map(drop)
+    }
+
+    /// [`Engine::remove`], returning the background deletion of the container's files, for a
+    /// caller (prune) that answers only once that space is back.
+    pub(crate) async fn remove_then(self: &Arc<Self>, c: &Arc<Container>, force: bool) -> Result<FilesGone> {
         let _op = c.op.lock().await;
         let status = c.status();
         if status == Status::Removing {
@@ -829,7 +836,7 @@ impl Engine {
         self.finish_remove(c).await
     }
 
-    pub(crate) async fn finish_remove(&self, c: &Container) -> Result<()> {
+    pub(crate) async fn finish_remove(&self, c: &Container) -> Result<FilesGone> {
         self.cleanup_runtime(c).await;
         // The directory is moved out of the way at once (a rename) and deleted after the
         // answer, in the background: deleting a container's files (and waiting for its shim to
@@ -842,21 +849,20 @@ impl Engine {
         let (d, t) = (dir.clone(), trash.clone());
         let moved =
             tokio::task::spawn_blocking(move || std::fs::rename(&d, &t)).await.map_err(EngineError::internal)?;
-        match moved {
+        let gone = match moved {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 tracing::warn!("move `{}` aside: {e}; removing it now", dir.display());
                 tokio::task::spawn_blocking(move || crate::engine::remove_container_files(&runtime_root, &id, &dir))
                     .await
                     .map_err(EngineError::internal)??;
+                FilesGone(None)
             }
-            _ => {
-                self.background.spawn_blocking(move || {
-                    if let Err(e) = crate::engine::remove_container_files(&runtime_root, &id, &trash) {
-                        tracing::warn!("{e}");
-                    }
-                });
-            }
-        }
+            _ => FilesGone(Some(self.background.spawn_blocking(move || {
+                if let Err(e) = crate::engine::remove_container_files(&runtime_root, &id, &trash) {
+                    tracing::warn!("{e}");
+                }
+            }))),
+        };
         self.delete_record(&c.id)?;
         self.net.forget(&c.id);
         self.forget(&c.id);
@@ -869,7 +875,7 @@ impl Engine {
         }
         self.container_event(c, "destroy", Vec::new());
         c.events.send_modify(|e| e.removed = true);
-        Ok(())
+        Ok(gone)
     }
 
     /// `POST /containers/{id}/wait`: subscribes first (so nothing is missed), then waits.
@@ -935,6 +941,19 @@ impl Engine {
         self.save(c)?;
         self.container_event(c, "rename", vec![("oldName".into(), format!("/{old}"))]);
         Ok(())
+    }
+}
+
+/// The deletion of a removed container's files, still running in the background (or already
+/// done): dropping it lets it run on; [`FilesGone::wait`] waits for it.
+#[must_use = "drop it to leave the deletion in the background, or wait for it"]
+pub(crate) struct FilesGone(Option<tokio::task::JoinHandle<()>>);
+
+impl FilesGone {
+    pub(crate) async fn wait(self) {
+        if let Some(h) = self.0 {
+            let _ = h.await;
+        }
     }
 }
 
