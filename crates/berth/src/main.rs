@@ -59,7 +59,14 @@ fn main() {
                 std::process::exit(2)
             }
         },
-        Some("daemon") => std::process::exit(daemon(DaemonArgs::parse_from(&args[1..]))),
+        Some("daemon") => {
+            // Forked first, while this process has no thread, file or lock to pass on: the
+            // daemon's shims are forked from it rather than exec'd (see runtime::shim::spawner).
+            if let Some(s) = runtime::shim::spawner::start() {
+                engine::shim::use_spawner(s);
+            }
+            std::process::exit(daemon(DaemonArgs::parse_from(&args[1..])))
+        }
         // runc's command line; forks like the shim, so no async runtime either.
         Some("runtime") => std::process::exit(oci_runtime::main(oci_runtime::RuntimeArgs::parse_from(&args[1..]))),
         Some("registry") => std::process::exit(registry_main(RegistryArgs::parse_from(&args[1..]))),

@@ -341,9 +341,12 @@ fn root_daemon_kill9_keeps_containers_manageable() {
     );
     assert!(d.berth(&["run", "-d", "--name", "shortlived", "busybox", "sh", "-c", "sleep 1; exit 9"]).status.success());
     let pid = d.inspect("survivor")["State"]["Pid"].as_i64().expect("pid");
+    let spawner = ppid(ppid(pid as i32));
+    assert_eq!(proc_comm(spawner), "berth-spawner");
     d.kill9();
-    // The container outlives the daemon.
+    // The container outlives the daemon; the shim spawner does not.
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert!(common::eventually(|| !alive(spawner)), "the shim spawner outlived its daemon");
     std::thread::sleep(Duration::from_millis(1500));
     d.spawn();
     let st = d.inspect("survivor");
@@ -359,6 +362,52 @@ fn root_daemon_kill9_keeps_containers_manageable() {
     assert_eq!(d.inspect("survivor")["State"]["Status"], "exited");
     assert!(d.berth(&["rm", "survivor", "shortlived"]).status.success());
     assert!(d.mounts().is_empty(), "{:?}", d.mounts());
+}
+
+/// The parent of `pid` (0 once it is gone).
+fn ppid(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rfind(')').and_then(|i| stat[i + 2..].split(' ').nth(1)).and_then(|p| p.parse().ok()).unwrap_or(0)
+}
+
+fn proc_comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_owned()
+}
+
+/// Whether `pid` runs (exists and is not a zombie).
+fn alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rfind(')').and_then(|i| stat[i + 2..].split(' ').next()).is_some_and(|s| s != "Z" && s != "X")
+}
+
+#[test]
+fn root_shims_are_forked_by_the_spawner_and_execd_without_it() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start();
+    let daemon = d.child.as_ref().expect("daemon").id() as i32;
+    assert!(d.berth(&["run", "-d", "--name", "forked", "busybox", "sleep", "60"]).status.success());
+    let pid = d.inspect("forked")["State"]["Pid"].as_i64().expect("pid") as i32;
+    let shim = ppid(pid);
+    assert_eq!(proc_comm(shim), "berth-shim");
+    let cmdline = std::fs::read(format!("/proc/{shim}/cmdline")).expect("cmdline");
+    assert!(cmdline.starts_with(b"berth\0shim\0"), "{}", String::from_utf8_lossy(&cmdline));
+    let spawner = ppid(shim);
+    assert_eq!(proc_comm(spawner), "berth-spawner");
+    assert_eq!(ppid(spawner), daemon, "the spawner is the daemon's child");
+    assert_eq!(stdout(&d.berth(&["exec", "forked", "echo", "in"])), "in\n");
+
+    // Without its spawner the daemon execs its shims: containers and exec sessions still run.
+    // SAFETY: kill(2) on a process this test just identified.
+    unsafe { libc::kill(spawner, libc::SIGKILL) };
+    // Reaped by the daemon: no zombie left.
+    assert!(common::eventually(|| !std::path::Path::new(&format!("/proc/{spawner}")).exists()));
+    let o = d.berth(&["run", "--rm", "busybox", "echo", "execd"]);
+    assert_eq!(stdout(&o), "execd\n", "{}", stderr(&o));
+    assert_eq!(stdout(&d.berth(&["exec", "forked", "echo", "still"])), "still\n");
+    assert!(d.log().contains("the shim spawner (pid"), "{}", d.log());
+    assert!(d.berth(&["rm", "-f", "forked"]).status.success());
 }
 
 #[test]

@@ -60,29 +60,10 @@ pub async fn launch(
     let _ = std::fs::remove_file(&config.socket);
     let listener = std::os::unix::net::UnixListener::bind(&config.socket)
         .map_err(|e| shim_err(EngineError::Internal(format!("bind `{}`: {e}", config.socket.display()))))?;
-    // The daemon's own binary, even once a package upgrade has replaced (unlinked) the file it
-    // was started from: the shim must speak this daemon's protocol, and the path would be gone.
-    let spawned = tokio::process::Command::new("/proc/self/exe")
-        .arg0("berth")
-        .arg("shim")
-        .arg(config_path)
-        .stdin(Stdio::from(std::os::fd::OwnedFd::from(listener)))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .kill_on_drop(false)
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = std::fs::remove_file(&config.socket);
-            return Err(shim_err(EngineError::Internal(format!("spawn shim: {e}"))));
-        }
-    };
-    let stdout = child.stdout.take().ok_or_else(|| shim_err(EngineError::internal("shim has no stdout")))?;
-    // Reap the shim whenever it ends, so it never lingers as a zombie of the daemon.
-    tokio::spawn(async move {
-        let _ = child.wait().await;
-    });
+    let stdout = spawn(config_path, listener, log).map_err(|e| {
+        let _ = std::fs::remove_file(&config.socket);
+        shim_err(EngineError::Internal(format!("spawn shim: {e}")))
+    })?;
     let talk =
         |e: std::io::Error| shim_err(EngineError::Internal(format!("talk to shim `{}`: {e}", config.socket.display())));
     // A shim that failed at once (before listening) has its reason on stdout: a failed send
@@ -124,6 +105,66 @@ pub async fn launch(
         return Err(LaunchError::Start(e));
     }
     Ok(Launched { pid: started.pid.or(ready.pid).unwrap_or(0), conns })
+}
+
+/// The shim spawner forked at the daemon's start ([`runtime::shim::spawner`]), if any.
+static SPAWNER: std::sync::OnceLock<runtime::shim::spawner::Spawner> = std::sync::OnceLock::new();
+
+/// Set once the spawner has exited (killed, say): shims are exec'd from then on.
+static SPAWNER_GONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes [`launch`] fork shims from `s` rather than exec them. A thread waits for the
+/// spawner, so that one that dies is reaped (no zombie) and no longer asked.
+pub fn use_spawner(s: runtime::shim::spawner::Spawner) {
+    let pid = nix::unistd::Pid::from_raw(s.pid());
+    if SPAWNER.set(s).is_err() {
+        return;
+    }
+    let _ = std::thread::Builder::new().name("spawner-reaper".into()).spawn(move || {
+        let _ = nix::sys::wait::waitpid(pid, None);
+        SPAWNER_GONE.store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!("the shim spawner (pid {pid}) has exited: shims are exec'd from now on");
+    });
+}
+
+/// Starts a shim for `config_path` with `listener` as its stdin and `log` as its stderr;
+/// returns the read end of its stdout. Forked by the spawner when there is one (no exec of
+/// the daemon's binary); otherwise, or if the spawner has gone, `berth shim CONFIG` is exec'd.
+fn spawn(
+    config_path: &Path,
+    listener: std::os::unix::net::UnixListener,
+    log: std::fs::File,
+) -> std::io::Result<tokio::net::unix::pipe::Receiver> {
+    let listener = std::os::fd::OwnedFd::from(listener);
+    let log = std::os::fd::OwnedFd::from(log);
+    if let Some(sp) = SPAWNER.get().filter(|_| !SPAWNER_GONE.load(std::sync::atomic::Ordering::Relaxed)) {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+            .map_err(std::io::Error::from)?;
+        match sp.spawn(config_path, &listener, &w, &log) {
+            Ok(_) => {
+                drop(w);
+                return tokio::net::unix::pipe::Receiver::from_owned_fd(r);
+            }
+            Err(e) => tracing::warn!("shim spawner: {e}; executing the shim instead"),
+        }
+    }
+    // The daemon's own binary, even once a package upgrade has replaced (unlinked) the file it
+    // was started from: the shim must speak this daemon's protocol, and the path would be gone.
+    let mut child = tokio::process::Command::new("/proc/self/exe")
+        .arg0("berth")
+        .arg("shim")
+        .arg(config_path)
+        .stdin(Stdio::from(listener))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(false)
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("shim has no stdout"))?;
+    // Reap the shim whenever it ends, so it never lingers as a zombie of the daemon.
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+    });
+    tokio::net::unix::pipe::Receiver::from_owned_fd(stdout.into_owned_fd()?)
 }
 
 /// Connects to a shim and writes one request.

@@ -17,6 +17,7 @@
 
 mod io;
 pub mod proto;
+pub mod spawner;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
