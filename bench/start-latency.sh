@@ -66,7 +66,9 @@ for _ in $(seq 100); do "$BERTH" version >/dev/null 2>&1 && break; sleep 0.05; d
 sleep 1
 # The daemon and its shim spawner (runtime::shim::spawner), its child.
 spawner=$(pgrep -P "$BPID" -x berth-spawner | head -1 || true)
-berth_idle=$(( $(rss_kb $BPID) + ${spawner:+$(rss_kb "$spawner")}${spawner:-0} ))
+spawner_rss=0
+[ -n "$spawner" ] && spawner_rss=$(rss_kb "$spawner")
+berth_idle=$(( $(rss_kb $BPID) + spawner_rss ))
 berth_t=$(timeit "$BERTH" run --rm busybox true)
 berth_none_t=$(timeit "$BERTH" run --rm --network none busybox true)
 berth_iso=$(isolated "$BERTH" run --rm busybox true)
