@@ -5,7 +5,9 @@
 //! 37 MB executable, no page faults to bring its code back in, no runtime start-up; a fork of
 //! the spawner (a few MB, mostly shared) costs a fraction of that, and every `run`, `exec` and
 //! build step waits for it. The spawner is forked before the daemon has a thread, an open
-//! file or a lock, so a shim forked from it inherits nothing of the daemon's.
+//! file or a lock, so a shim forked from it inherits nothing of the daemon's. By the same
+//! token, what the daemon changes process-wide after that fork (rlimits, umask, environment)
+//! does not reach its shims: such a setting belongs before [`start`], or in the shim's config.
 //!
 //! Protocol, over a `SOCK_SEQPACKET` pair: the daemon sends the shim's configuration path with
 //! three descriptors (the shim's stdin, stdout and stderr) as `SCM_RIGHTS`; the spawner answers
