@@ -9,6 +9,7 @@ use crate::fmt::{human_size, short_id, table};
 use crate::volume::{PruneArgs, confirm, filters_json, print_deleted, report};
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum SystemCmd {
     /// Show docker disk usage
     Df {
@@ -30,6 +31,7 @@ pub struct SystemPruneArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum PruneOnly {
     /// Remove unused data
     Prune(PruneArgs),

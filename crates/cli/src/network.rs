@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::commands::enc;
 use crate::fmt::{print_each, table};
 
-/// `run`/`create` flags about networking.
+// `run`/`create` flags about networking. (Not `///`: see `Command`.)
 #[derive(Debug, Args, Clone, Default)]
 pub struct NetRunArgs {
     /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/proto])
@@ -217,6 +217,7 @@ pub async fn port(c: &Client, a: PortArgs) -> i32 {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum NetworkCmd {
     /// Create a network
     Create(CreateArgs),

@@ -10,6 +10,7 @@ use crate::commands::{enc, parse_bytes};
 use crate::fmt::{human_size, print_each, table};
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum VolumeCmd {
     /// Create a volume
     Create(VolumeCreateArgs),
@@ -67,7 +68,7 @@ pub struct VolumeLsArgs {
     pub format: Option<String>,
 }
 
-/// Flags shared by the prune verbs.
+// Flags shared by the prune verbs. (Not `///`: see `Command`.)
 #[derive(Debug, Args, Clone)]
 pub struct PruneArgs {
     /// Remove all unused objects, not just dangling/anonymous ones
