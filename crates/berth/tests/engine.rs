@@ -366,8 +366,7 @@ fn root_daemon_kill9_keeps_containers_manageable() {
 
 /// The parent of `pid` (0 once it is gone).
 fn ppid(pid: i32) -> i32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rfind(')').and_then(|i| stat[i + 2..].split(' ').nth(1)).and_then(|p| p.parse().ok()).unwrap_or(0)
+    procfs::process::Process::new(pid).and_then(|p| p.stat()).map(|s| s.ppid).unwrap_or(0)
 }
 
 fn proc_comm(pid: i32) -> String {
@@ -376,8 +375,7 @@ fn proc_comm(pid: i32) -> String {
 
 /// Whether `pid` runs (exists and is not a zombie).
 fn alive(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rfind(')').and_then(|i| stat[i + 2..].split(' ').next()).is_some_and(|s| s != "Z" && s != "X")
+    procfs::process::Process::new(pid).and_then(|p| p.stat()).is_ok_and(|s| s.state != 'Z' && s.state != 'X')
 }
 
 #[test]

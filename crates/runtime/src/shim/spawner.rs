@@ -170,16 +170,9 @@ fn fork_shim(sock: &OwnedFd, config: &Path, stdio: [OwnedFd; 3]) -> nix::Result<
 fn rename_process(comm: &std::ffi::CStr, args: &[&[u8]]) {
     // SAFETY: prctl(PR_SET_NAME) with a NUL-terminated string.
     unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) };
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
-    // The fields after the command name (which may hold spaces) start with field 3.
-    let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else { return };
-    let fields: Vec<&str> = rest.split(' ').collect();
-    // arg_start and arg_end are fields 48 and 49, so 46th and 47th here.
-    let (Some(start), Some(end)) =
-        (fields.get(45).and_then(|s| s.parse::<usize>().ok()), fields.get(46).and_then(|s| s.parse::<usize>().ok()))
-    else {
-        return;
-    };
+    let Ok(stat) = procfs::process::Process::myself().and_then(|p| p.stat()) else { return };
+    let (Some(start), Some(end)) = (stat.arg_start, stat.arg_end) else { return };
+    let (start, end) = (start as usize, end as usize);
     if end <= start {
         return;
     }
