@@ -273,7 +273,6 @@ impl EngineRunner {
             stdin_once: false,
             cgroup: Some(cgroup),
             seccomp,
-            listener_on_stdin: false,
             lock: Some(dir.join(runtime::shim::proto::LOCK_FILE)),
         };
         let exit_file = cfg.exit_file.clone();

@@ -177,7 +177,6 @@ impl Engine {
                 stdin_once: true,
                 cgroup: None,
                 seccomp,
-                listener_on_stdin: false,
                 lock: None,
             })
         })

@@ -532,7 +532,6 @@ impl Engine {
                 stdin_once: rec.config.stdin_once,
                 cgroup: Some(format!("/berth/{id}")),
                 seccomp,
-                listener_on_stdin: false,
                 lock: Some(dir.join(runtime::shim::proto::LOCK_FILE)),
             };
             let _ = std::fs::remove_file(&shim.exit_file);

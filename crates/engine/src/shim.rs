@@ -50,8 +50,7 @@ pub async fn launch(
     before: &[Request],
 ) -> std::result::Result<Launched, LaunchError> {
     let shim_err = |e: EngineError| LaunchError::Shim(e);
-    let config = ShimConfig { listener_on_stdin: true, ..config.clone() };
-    let data = serde_json::to_vec(&config).map_err(|e| shim_err(EngineError::internal(e)))?;
+    let data = serde_json::to_vec(config).map_err(|e| shim_err(EngineError::internal(e)))?;
     tokio::fs::write(config_path, data)
         .await
         .map_err(|e| shim_err(EngineError::Internal(format!("write `{}`: {e}", config_path.display()))))?;

@@ -70,7 +70,7 @@ fn run(config_path: &Path) -> Result<(), String> {
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("parse shim config: {e}")))?;
     // A session of its own: a daemon killed with its process group leaves us running.
     let _ = nix::unistd::setsid();
-    let listener = listen(&cfg)?;
+    let listener = listen()?;
     // Held until this process exits: see `lock_container`.
     let mut lock = match &cfg.lock {
         Some(p) => proto::lock_container(p, Duration::from_secs(30))?,
@@ -290,23 +290,19 @@ fn run(config_path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The control socket: handed over by the daemon as stdin, or bound here.
-fn listen(cfg: &ShimConfig) -> Result<UnixListener, String> {
-    if cfg.listener_on_stdin {
-        use nix::fcntl::{FcntlArg, fcntl};
-        let fd = fcntl(0, FcntlArg::F_DUPFD_CLOEXEC(3)).map_err(|e| format!("take the listener from stdin: {e}"))?;
-        // SAFETY: F_DUPFD_CLOEXEC just made this descriptor, and nothing else owns it.
-        let l = unsafe { UnixListener::from_raw_fd(fd) };
-        nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(l.as_raw_fd())
-            .map_err(|e| format!("stdin is not the control socket: {e}"))?;
-        if let Ok(null) = File::open("/dev/null") {
-            // SAFETY: dup2 onto fd 0 with a valid open fd.
-            unsafe { libc::dup2(null.as_raw_fd(), 0) };
-        }
-        return Ok(l);
+/// The control socket, handed over by the daemon as stdin (see [`proto::ShimConfig::socket`]).
+fn listen() -> Result<UnixListener, String> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    let fd = fcntl(0, FcntlArg::F_DUPFD_CLOEXEC(3)).map_err(|e| format!("take the listener from stdin: {e}"))?;
+    // SAFETY: F_DUPFD_CLOEXEC just made this descriptor, and nothing else owns it.
+    let l = unsafe { UnixListener::from_raw_fd(fd) };
+    nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(l.as_raw_fd())
+        .map_err(|e| format!("stdin is not the control socket: {e}"))?;
+    if let Ok(null) = File::open("/dev/null") {
+        // SAFETY: dup2 onto fd 0 with a valid open fd.
+        unsafe { libc::dup2(null.as_raw_fd(), 0) };
     }
-    let _ = std::fs::remove_file(&cfg.socket);
-    UnixListener::bind(&cfg.socket).map_err(|e| format!("bind `{}`: {e}", cfg.socket.display()))
+    Ok(l)
 }
 
 fn ready(pid: i32) -> Result<(), String> {

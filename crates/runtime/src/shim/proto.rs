@@ -20,12 +20,9 @@ pub struct ShimConfig {
     /// libcontainer's state directory.
     pub runtime_root: PathBuf,
     /// The control socket. The daemon binds it and hands the listener over as the shim's
-    /// stdin (inetd-style, see `listener_on_stdin`), so that it can queue requests (attach,
-    /// start) before the shim has created the process; otherwise the shim binds it.
+    /// stdin (inetd-style), so that it can queue requests (attach, start) before the shim has
+    /// created the process.
     pub socket: PathBuf,
-    /// The listening socket is the shim's stdin.
-    #[serde(default)]
-    pub listener_on_stdin: bool,
     /// A container's lock file: its shim holds it for its whole life, and removes the runtime's
     /// state of the container after it has reported the exit. A new shim for the same container
     /// (a restart) and the daemon's removal of the container wait for it first.
