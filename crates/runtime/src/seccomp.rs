@@ -834,6 +834,13 @@ pub fn compile(oci: &Value) -> Result<Vec<u8>, String> {
     let mut ctx = ScmpFilterContext::new(default).map_err(|e| format!("seccomp filter: {e}"))?;
     // The executor loads the program while it still holds CAP_SYS_ADMIN: no no_new_privs.
     ctx.set_ctl_nnp(false).map_err(|e| format!("seccomp filter: {e}"))?;
+    // A binary tree over syscall numbers instead of libseccomp's default chain of comparisons:
+    // the kernel, when it loads a filter, runs it once per syscall number to find those it
+    // always allows (its action cache), so a chain costs it O(syscalls × rules) at every
+    // container start (~1 ms for this profile) and a tree O(syscalls × log rules); each syscall
+    // the container makes is also checked in O(log rules). libseccomp < 2.5 has no tree: the
+    // chain it makes instead is the same filter, only slower.
+    let _ = ctx.set_ctl_optimize(2);
     for a in oci["architectures"].as_array().into_iter().flatten().filter_map(Value::as_str) {
         let arch = ScmpArch::from_str(a).map_err(|e| format!("seccomp architecture `{a}`: {e}"))?;
         if arch != ScmpArch::native() {
@@ -1037,6 +1044,73 @@ mod tests {
         assert_eq!(a, b);
         let len = std::fs::metadata(&a).expect("file").len();
         assert!(len > 800 && len.is_multiple_of(8), "{len} bytes");
+    }
+
+    /// Runs a compiled seccomp program over one syscall (x86-64, the given arguments) the way
+    /// the kernel does: the action it returns and how many instructions it executed.
+    fn evaluate(bpf: &[u8], nr: u32, args: [u64; 6]) -> (u32, usize) {
+        let insns: Vec<(u16, u8, u8, u32)> = bpf
+            .chunks_exact(8)
+            .map(|c| (u16::from_ne_bytes([c[0], c[1]]), c[2], c[3], u32::from_ne_bytes([c[4], c[5], c[6], c[7]])))
+            .collect();
+        let mut data = Vec::with_capacity(64);
+        data.extend(nr.to_ne_bytes());
+        data.extend(0xC000_003E_u32.to_ne_bytes()); // AUDIT_ARCH_X86_64
+        data.extend(0_u64.to_ne_bytes());
+        args.iter().for_each(|a| data.extend(a.to_ne_bytes()));
+        let (mut a, mut x, mut mem, mut pc, mut steps) = (0_u32, 0_u32, [0_u32; 16], 0_usize, 0);
+        loop {
+            let (code, jt, jf, k) = insns[pc];
+            steps += 1;
+            pc += 1;
+            let jump = |cond: bool| if cond { jt as usize } else { jf as usize };
+            match code {
+                0x20 => a = u32::from_ne_bytes(data[k as usize..k as usize + 4].try_into().expect("word")),
+                0x60 => a = mem[k as usize],
+                0x61 => x = mem[k as usize],
+                0x02 => mem[k as usize] = a,
+                0x03 => mem[k as usize] = x,
+                0x54 => a &= k,
+                0x44 => a |= k,
+                0x04 => a = a.wrapping_add(k),
+                0x87 => a = x,
+                0x07 => x = a,
+                0x05 => pc += k as usize,
+                0x15 => pc += jump(a == k),
+                0x25 => pc += jump(a > k),
+                0x35 => pc += jump(a >= k),
+                0x45 => pc += jump(a & k != 0),
+                0x1d => pc += jump(a == x),
+                0x2d => pc += jump(a > x),
+                0x3d => pc += jump(a >= x),
+                0x06 => return (k, steps),
+                0x16 => return (a, steps),
+                other => panic!("instruction {other:#x} at {} not known to this evaluator", pc - 1),
+            }
+        }
+    }
+
+    #[test]
+    fn the_compiled_default_profile_decides_every_syscall_in_a_few_steps() {
+        let bpf = compile(&oci_profile(None, &default_caps()).expect("default")).expect("compile");
+        const ALLOW: u32 = 0x7fff_0000;
+        let errno = |e: i64| 0x0005_0000 | e as u32;
+        let mut worst = (0, 0);
+        for nr in 0..512 {
+            let (_, steps) = evaluate(&bpf, nr, [0; 6]);
+            worst = worst.max((steps, nr));
+        }
+        // A chain of comparisons (libseccomp's default shape) takes hundreds of steps for the
+        // syscalls at its end, and the kernel walks it for every number when it loads it.
+        assert!(worst.0 <= 64, "syscall {} takes {} steps to decide", worst.1, worst.0);
+        assert_eq!(evaluate(&bpf, libc::SYS_read as u32, [0; 6]).0, ALLOW);
+        assert_eq!(evaluate(&bpf, libc::SYS_openat as u32, [0; 6]).0, ALLOW);
+        assert_eq!(evaluate(&bpf, libc::SYS_kexec_load as u32, [0; 6]).0, errno(EPERM));
+        assert_eq!(evaluate(&bpf, libc::SYS_mount as u32, [0; 6]).0, errno(EPERM));
+        let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
+        assert_eq!(evaluate(&bpf, libc::SYS_clone as u32, [thread, 0, 0, 0, 0, 0]).0, ALLOW);
+        let new_user = (libc::CLONE_NEWUSER as u64) | libc::SIGCHLD as u64;
+        assert_ne!(evaluate(&bpf, libc::SYS_clone as u32, [new_user, 0, 0, 0, 0, 0]).0, ALLOW);
     }
 
     #[test]
