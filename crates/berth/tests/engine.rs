@@ -261,6 +261,13 @@ fn root_containers_layers_are_isolated() {
     assert_eq!(stdout(&o), "secret\n", "{}", stderr(&o));
     let o = d.berth(&["run", "--rm", "busybox", "sh", "-c", "test ! -e /etc/mine && test -e /bin/ls && echo clean"]);
     assert_eq!(stdout(&o), "clean\n", "{}", stderr(&o));
+    // A `--rm` container's layer is mounted volatile (nothing syncs a layer about to go); a
+    // kept container's is not.
+    let mounted_volatile = "grep -cE ' / .*[,=]volatile' /proc/self/mountinfo || true";
+    let o = d.berth(&["run", "--rm", "busybox", "sh", "-c", mounted_volatile]);
+    assert_eq!(stdout(&o), "1\n", "{}", stderr(&o));
+    let o = d.berth(&["run", "--name", "kept", "busybox", "sh", "-c", mounted_volatile]);
+    assert_eq!(stdout(&o), "0\n", "{}", stderr(&o));
     // The writer's layer keeps its change across restarts of the same container.
     let o = d.berth(&["start", "-a", "writer"]);
     assert_eq!(stdout(&o), "secret\n", "{}", stderr(&o));

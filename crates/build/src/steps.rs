@@ -37,7 +37,7 @@ impl StepMount {
         let merged = dir.join("merged");
         let mut m =
             StepMount { dir: dir.clone(), upper: upper.clone(), merged: merged.clone(), lowers, mounted: false };
-        image::snapshot::mount_overlay(&m.lowers, &upper, &dir.join("work"), &merged)?;
+        image::snapshot::mount_overlay(&m.lowers, &upper, &dir.join("work"), &merged, false)?;
         m.mounted = true;
         Ok(m)
     }

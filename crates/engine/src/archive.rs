@@ -276,7 +276,7 @@ impl Engine {
         if !image::snapshot::is_mounted(&rootfs) {
             let img = self.images.resolve(&rec.image)?;
             let lowers = self.images.layer_dirs(&img)?;
-            image::snapshot::mount_overlay(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+            image::snapshot::mount_overlay(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs, false)?;
             mounted = true;
         }
         let mut mounts: Vec<(String, PathBuf, bool)> = Vec::new();

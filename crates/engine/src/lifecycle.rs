@@ -439,7 +439,9 @@ impl Engine {
             let dir = paths.container_dir(&id);
             let rootfs = paths.rootfs(&id);
             if !image::snapshot::is_mounted(&rootfs) {
-                image::snapshot::mount_overlay(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+                // Nobody keeps a `--rm` container's layer: no sync when it goes.
+                let volatile = rec.host_config.auto_remove;
+                image::snapshot::mount_overlay(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs, volatile)?;
             }
             let user = runtime::user::resolve(&rootfs, &rec.config.user, &rec.host_config.group_add)?;
             let started = net.setup(&rec, &paths, joined.as_deref(), &links)?;
