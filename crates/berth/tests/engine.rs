@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Daemon, can_run, stderr, stdout};
@@ -314,6 +315,20 @@ fn root_removal_leaves_nothing_behind_even_across_a_crash() {
         .map(|e| e.file_name())
         .collect();
     assert!(state.is_empty(), "runtime state left: {state:?}");
+    // A `--rm` container's rootfs and network namespace go after the answer, in the
+    // background, and a stopping daemon waits for them.
+    let netns: Vec<_> = std::fs::read_dir(d.exec_root().join("netns"))
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(netns.is_empty(), "network namespaces left: {netns:?}");
+    let roots = [d.data_root().display().to_string(), d.exec_root().display().to_string()];
+    let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .filter(|l| roots.iter().any(|r| l.split(' ').nth(4).is_some_and(|m| m.starts_with(r.as_str()))))
+        .map(str::to_owned)
+        .collect();
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
     for id in &ids {
         let cgroups: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
             .expect("cgroup fs")
@@ -324,16 +339,28 @@ fn root_removal_leaves_nothing_behind_even_across_a_crash() {
             .collect();
         assert!(cgroups.is_empty(), "{cgroups:?}");
     }
-    // A crash in the middle of a removal: the directory was moved aside, the runtime's state
-    // (unreadable here) was not removed yet.
+    // A crash in the middle of a removal: the directory was moved aside, its rootfs still
+    // mounted and its network namespace still there, the runtime's state (unreadable here) not
+    // removed yet.
     let fake = "f".repeat(64);
     let half = containers.join(format!(".removing-{fake}"));
+    std::fs::create_dir_all(half.join("rootfs")).expect("mkdir");
+    let o = Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(half.join("rootfs")).output().expect("mount");
+    assert!(o.status.success(), "{}", stderr(&o));
     std::fs::create_dir_all(half.join("rootfs/etc")).expect("mkdir");
     std::fs::write(half.join("rootfs/etc/hostname"), "x").expect("write");
+    let ns = d.exec_root().join("netns").join(&fake[..16]);
+    std::fs::create_dir_all(d.exec_root().join("netns")).expect("mkdir");
+    std::fs::write(&ns, "").expect("netns file");
+    let o = Command::new("mount").args(["--bind", "/proc/self/ns/net"]).arg(&ns).output().expect("mount");
+    assert!(o.status.success(), "{}", stderr(&o));
     std::fs::create_dir_all(d.exec_root().join("runtime").join(&fake)).expect("mkdir");
     std::fs::write(d.exec_root().join("runtime").join(&fake).join("state.json"), "{torn").expect("write");
     d.spawn();
     assert!(!half.exists(), "a half-removed container directory survived the restart");
+    assert!(!ns.exists(), "its network namespace survived the restart");
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!info.contains(&fake[..16]), "its mounts survived the restart: {info}");
     assert!(!d.exec_root().join("runtime").join(&fake).exists(), "its runtime state survived the restart");
 }
 

@@ -55,10 +55,20 @@ impl Paths {
 /// The name prefix of container directories being deleted (see [`Paths::removing_dir`]).
 pub const REMOVING_PREFIX: &str = ".removing-";
 
-/// Removes what is left of a container once its record is gone: waits for its shim to finish
-/// removing the runtime's state (the lock in `dir`), deletes what the runtime left, the
-/// cgroups, and the directory.
-pub fn remove_container_files(runtime_root: &Path, id: &str, dir: &Path) -> Result<()> {
+/// Removes what is left of a container once its record is gone: unmounts its rootfs (in
+/// `dir`, wherever that directory was moved) and removes its network namespace, waits for its
+/// shim to finish removing the runtime's state (the lock in `dir`), deletes what the runtime
+/// left, the cgroups, and the directory.
+pub fn remove_container_files(paths: &Paths, id: &str, dir: &Path) -> Result<()> {
+    if let Err(e) = image::snapshot::unmount(&dir.join("rootfs")) {
+        tracing::warn!("{e}");
+    }
+    if id.len() >= 16 {
+        if let Err(e) = network::remove_netns(&paths.netns(id)) {
+            tracing::warn!("{e}");
+        }
+        let _ = std::fs::remove_file(paths.shim_socket(id));
+    }
     let _lock = runtime::shim::proto::lock_container(
         &dir.join(runtime::shim::proto::LOCK_FILE),
         std::time::Duration::from_secs(10),
@@ -67,7 +77,8 @@ pub fn remove_container_files(runtime_root: &Path, id: &str, dir: &Path) -> Resu
         tracing::warn!("remove container {id}: {e}");
         None
     });
-    let rt = runtime::libct::Libcontainer::new(runtime_root);
+    let runtime_root = paths.runtime_root();
+    let rt = runtime::libct::Libcontainer::new(&runtime_root);
     let _ = runtime::Runtime::delete(&rt, id, true);
     // State the runtime could not read (a crash mid-write) goes too: no record needs it.
     let _ = std::fs::remove_dir_all(runtime_root.join(id));

@@ -639,7 +639,15 @@ impl Engine {
     }
 
     pub(crate) async fn on_exit(self: &Arc<Self>, c: &Arc<Container>, exit: ExitStatus) {
-        self.cleanup_runtime(c).await;
+        // A `--rm` container is removed next, and its removal undoes the runtime (mostly after
+        // its answer, see finish_remove) and replaces its record: neither is done twice.
+        let removed_next = {
+            let r = c.lock();
+            r.host_config.auto_remove && r.state.status != Status::Removing
+        };
+        if !removed_next {
+            self.cleanup_runtime(c).await;
+        }
         let (auto_remove, restart) = {
             let mut r = c.lock();
             if r.state.status == Status::Removing {
@@ -654,7 +662,9 @@ impl Engine {
                 (r.host_config.auto_remove, restart)
             }
         };
-        if let Err(e) = self.save(c) {
+        if (!auto_remove || restart)
+            && let Err(e) = self.save(c)
+        {
             tracing::error!("save container {}: {e}", c.id);
         }
         if exit.oom_killed {
@@ -678,7 +688,16 @@ impl Engine {
                 let mounts = c.lock().mounts.clone();
                 match engine.remove(&c, false).await {
                     Ok(()) => engine.remove_anonymous_volumes(&mounts),
-                    Err(e) => tracing::error!("auto-remove {}: {e}", c.id),
+                    // Another removal (`rm -f`) has it, runtime and all.
+                    Err(EngineError::Conflict(_)) => {}
+                    Err(e) => {
+                        tracing::error!("auto-remove {}: {e}", c.id);
+                        // It stays, exited: what on_exit left to the removal is done here.
+                        engine.cleanup_runtime(&c).await;
+                        if let Err(e) = engine.save(&c) {
+                            tracing::error!("save container {}: {e}", c.id);
+                        }
+                    }
                 }
             });
         }
@@ -838,14 +857,20 @@ impl Engine {
     }
 
     pub(crate) async fn finish_remove(&self, c: &Container) -> Result<FilesGone> {
-        self.cleanup_runtime(c).await;
-        // The directory is moved out of the way at once (a rename) and deleted after the
-        // answer, in the background: deleting a container's files (and waiting for its shim to
-        // end) is the slowest part of a removal, and of every `run --rm`. A daemon that stops
-        // first waits for it; one that crashes sweeps `.removing-*` when it starts again.
+        // Before the answer, only what another container or request could run into: the
+        // network (addresses and published ports go back to their pools) and the volumes'
+        // use. The rest goes after the answer, in the background: the directory is moved out
+        // of the way at once (a rename) and then the rootfs unmounted, the network namespace
+        // removed and the files deleted (waiting for the shim to end). That is the slowest part
+        // of a removal, and of every `run --rm`. A daemon that stops first waits for it; one
+        // that crashes sweeps `.removing-*` when it starts again.
+        let (net, id) = (self.net.clone(), c.id.clone());
+        tokio::task::spawn_blocking(move || net.teardown(&id)).await.map_err(EngineError::internal)?;
+        let mounts = c.lock().mounts.clone();
+        self.release_volumes(&c.id, &mounts);
         let dir = self.paths.container_dir(&c.id);
         let trash = self.paths.removing_dir(&c.id);
-        let runtime_root = self.paths.runtime_root();
+        let paths = self.paths.clone();
         let id = c.id.clone();
         let (d, t) = (dir.clone(), trash.clone());
         let moved =
@@ -853,13 +878,13 @@ impl Engine {
         let gone = match moved {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 tracing::warn!("move `{}` aside: {e}; removing it now", dir.display());
-                tokio::task::spawn_blocking(move || crate::engine::remove_container_files(&runtime_root, &id, &dir))
+                tokio::task::spawn_blocking(move || crate::engine::remove_container_files(&paths, &id, &dir))
                     .await
                     .map_err(EngineError::internal)??;
                 FilesGone(None)
             }
             _ => FilesGone(Some(self.background.spawn_blocking(move || {
-                if let Err(e) = crate::engine::remove_container_files(&runtime_root, &id, &trash) {
+                if let Err(e) = crate::engine::remove_container_files(&paths, &id, &trash) {
                     tracing::warn!("{e}");
                 }
             }))),

@@ -181,15 +181,35 @@ pub async fn read_response(s: &mut UnixStream) -> std::io::Result<Response> {
     serde_json::from_str(&line).map_err(std::io::Error::other)
 }
 
-/// Reads one line byte by byte, so nothing after it is consumed from the stream.
+/// Reads one line and nothing after it (an attach stream may follow on the same connection):
+/// looks at what has arrived without consuming it (`MSG_PEEK`), then reads exactly up to the
+/// newline. Two syscalls for a response that has arrived whole, not one per byte.
 async fn read_line_exact(s: &mut UnixStream) -> std::io::Result<String> {
+    use std::os::fd::AsRawFd;
     let mut v = Vec::new();
+    let mut buf = vec![0u8; 4096];
     loop {
-        let b = s.read_u8().await?;
-        if b == b'\n' {
+        s.readable().await?;
+        let fd = s.as_raw_fd();
+        let peeked = s.try_io(tokio::io::Interest::READABLE, || {
+            // SAFETY: recv into a buffer we own, of its length, on the stream's open socket.
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_PEEK) };
+            if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as usize) }
+        });
+        let n = match peeked {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        let end = buf[..n].iter().position(|&b| b == b'\n');
+        let take = end.map_or(n, |i| i + 1);
+        s.read_exact(&mut buf[..take]).await?;
+        v.extend_from_slice(&buf[..take]);
+        if end.is_some() {
+            v.pop();
             break;
         }
-        v.push(b);
         if v.len() > 1 << 20 {
             return Err(std::io::Error::other("shim response too long"));
         }
@@ -212,5 +232,36 @@ pub async fn call(socket: &Path, req: &Request) -> Result<Response> {
     match resp.error {
         Some(e) => Err(EngineError::Internal(e)),
         None => Ok(resp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_response_line_is_read_whole_and_nothing_after_it() {
+        let (mut a, mut b) = UnixStream::pair().expect("pair");
+        // A line split across writes, then the stream that follows it on the same connection.
+        let writer = tokio::spawn(async move {
+            b.write_all(b"{\"pid\":").await.expect("write");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            b.write_all(b"7}\nattach bytes").await.expect("write");
+            b
+        });
+        let line = read_line_exact(&mut a).await.expect("line");
+        assert_eq!(line, "{\"pid\":7}");
+        let mut rest = vec![0u8; 12];
+        a.read_exact(&mut rest).await.expect("rest");
+        assert_eq!(rest, b"attach bytes");
+        drop(writer.await.expect("writer"));
+        let mut end = Vec::new();
+        a.read_to_end(&mut end).await.expect("eof");
+        assert!(end.is_empty());
+        // A connection that closes before the newline is an error, not an empty line.
+        let (mut a, mut b) = UnixStream::pair().expect("pair");
+        b.write_all(b"{\"pid\"").await.expect("write");
+        drop(b);
+        assert_eq!(read_line_exact(&mut a).await.expect_err("eof").kind(), std::io::ErrorKind::UnexpectedEof);
     }
 }
