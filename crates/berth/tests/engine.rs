@@ -321,6 +321,7 @@ fn root_removal_leaves_nothing_behind_even_across_a_crash() {
         .map(|r| r.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(netns.is_empty(), "network namespaces left: {netns:?}");
+    assert!(!d.exec_root().join("netns-pool").exists(), "the namespaces made ahead of time are unpinned at stop");
     let roots = [d.data_root().display().to_string(), d.exec_root().display().to_string()];
     let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .expect("mountinfo")

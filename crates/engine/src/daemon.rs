@@ -220,6 +220,8 @@ pub async fn run(opts: DaemonOptions) -> Result<()> {
     if tokio::time::timeout(std::time::Duration::from_secs(30), engine.background.wait()).await.is_err() {
         tracing::warn!("stopping with removed containers' files still being deleted");
     }
+    let net = engine.net.clone();
+    let _ = tokio::task::spawn_blocking(move || net.pool.drain()).await;
     Ok(())
 }
 

@@ -37,6 +37,10 @@ impl Paths {
     pub fn netns(&self, id: &str) -> PathBuf {
         self.exec_root.join("netns").join(&id[..16])
     }
+    /// Network namespaces made ahead of time (network::pool), not yet any container's.
+    pub fn netns_pool(&self) -> PathBuf {
+        self.exec_root.join("netns-pool")
+    }
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.container_dir(id).join(format!("{id}-json.log"))
     }
@@ -146,7 +150,8 @@ impl Engine {
         };
         let registries = Arc::new(image::remote::Registries::new(settings.registry.clone()));
         let (root, ns, rt) = (paths.data_root.clone(), settings.net.clone(), tokio::runtime::Handle::current());
-        let net = tokio::task::spawn_blocking(move || crate::network::Networks::open(&root, ns, rt))
+        let pool = paths.netns_pool();
+        let net = tokio::task::spawn_blocking(move || crate::network::Networks::open(&root, pool, ns, rt))
             .await
             .map_err(EngineError::internal)??;
         let events = crate::events::Events::open(&paths.data_root);

@@ -5,6 +5,7 @@
 //! - [`endpoint`]: a network's bridge, and a container's veth pair in its namespace;
 //! - [`subnet`]: IPv4 subnets, the host's routes, Docker's default address pools;
 //! - [`nft`]: the daemon's one nftables table (masquerade, published ports, isolation);
+//! - [`pool`]: network namespaces made ahead of time, so a start need not wait for one;
 //! - [`ports`]: holding published host ports, so a taken one is refused before start;
 //! - [`dns`]: the DNS messages the embedded resolver reads and writes.
 //!
@@ -17,6 +18,7 @@ pub mod dns;
 pub mod endpoint;
 pub mod netlink;
 pub mod nft;
+pub mod pool;
 pub mod ports;
 pub mod subnet;
 

@@ -251,14 +251,29 @@ impl Daemon {
     }
 
     /// Mount points under this daemon's directories.
+    /// The mounts under the daemon's roots that belong to containers, once removals under
+    /// way have finished: a removed container's rootfs and network namespace go in the
+    /// background, milliseconds after the answer. The daemon's pool of network namespaces made
+    /// ahead of time (`netns-pool`) is its own, not a container's.
     pub fn mounts(&self) -> Vec<String> {
         let root = self.dir.path().display().to_string();
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(4).map(str::to_owned))
-            .filter(|m| m.starts_with(&root))
-            .collect()
+        let pool = self.exec_root().join("netns-pool").display().to_string();
+        let list = || -> Vec<String> {
+            std::fs::read_to_string("/proc/self/mountinfo")
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(4).map(str::to_owned))
+                .filter(|m| m.starts_with(&root) && !m.starts_with(&pool))
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let now = list();
+            if now.is_empty() || std::time::Instant::now() > deadline {
+                return now;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
 

@@ -188,6 +188,10 @@ pub struct StartNet {
     pub env: Vec<String>,
 }
 
+/// Network namespaces kept made ahead of time (network::pool): two, so that two starts in a
+/// row, or a start and a `run`'s next one, find one ready.
+const NETNS_POOL_SIZE: usize = 2;
+
 pub struct Networks {
     pub settings: NetSettings,
     db: Mutex<Connection>,
@@ -197,6 +201,8 @@ pub struct Networks {
     holds: Mutex<HashMap<String, Vec<Held>>>,
     dns: Mutex<HashMap<String, Vec<tokio::task::AbortHandle>>>,
     rt: tokio::runtime::Handle,
+    /// Containers' network namespaces, made ahead of time.
+    pub pool: Arc<network::pool::NetnsPool>,
 }
 
 fn new_id() -> String {
@@ -221,7 +227,12 @@ fn subnet_lock() -> Option<std::fs::File> {
 impl Networks {
     /// Opens the tables, makes the predefined networks, brings up every bridge and loads the
     /// firewall table.
-    pub fn open(data_root: &Path, settings: NetSettings, rt: tokio::runtime::Handle) -> Result<Arc<Self>> {
+    pub fn open(
+        data_root: &Path,
+        netns_pool: PathBuf,
+        settings: NetSettings,
+        rt: tokio::runtime::Handle,
+    ) -> Result<Arc<Self>> {
         let db = image::store::open_db(data_root)?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS networks (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
@@ -257,6 +268,7 @@ impl Networks {
             holds: Mutex::new(HashMap::new()),
             dns: Mutex::new(HashMap::new()),
             rt,
+            pool: network::pool::NetnsPool::new(netns_pool, NETNS_POOL_SIZE),
         });
         me.ensure_predefined()?;
         let bridges: Vec<Network> = me.state().nets.values().filter(|n| n.is_bridge()).cloned().collect();
@@ -640,7 +652,7 @@ impl Networks {
         let has_endpoints = self.state().conts.get(id).is_some_and(|c| !c.endpoints.is_empty());
         if !has_endpoints {
             if !netns.exists() {
-                network::create_netns(&netns)?;
+                self.pool.take(&netns)?;
             }
             let gw = self.lookup("bridge").ok().and_then(|n| n.gw());
             etc::write(&dir, rec, &[], &[], false, &self.settings.dns, gw)?;
@@ -655,7 +667,7 @@ impl Networks {
         self.holds.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), held);
         // 2. The namespace.
         if !netns.exists() {
-            network::create_netns(&netns)?;
+            self.pool.take(&netns)?;
         }
         // 3. Addresses, under the lock, saved before anything refers to them.
         let (attach, nets, user_net) = {
