@@ -10,6 +10,8 @@
 # lock, and a move that comes within a grace period of the previous one does not. Back to back,
 # raw crun (~10 ms a run) always lands in its previous run's window; berth's runs are longer
 # and each pays the wait. Isolated, every engine pays it once per start.
+# A third table times crun and berth --network none interleaved (bench/ab.py), in turn, so that
+# the drift of a shared VM between the blocks hits both alike.
 # Exec roots are on tmpfs (/run), as in production (berth: /run/berth, docker: /run/docker).
 set -euo pipefail
 RUNS=${1:-20}
@@ -81,7 +83,7 @@ shim_rss=${shim:+$(rss_kb "$shim")}
 unset DOCKER_HOST
 
 # raw crun on the same rootfs
-crun_t=n/a; crun_iso=n/a
+crun_t=n/a; crun_iso=n/a; inter=()
 if command -v crun >/dev/null; then
   (cd "$W/bundle" && crun spec && sed -i 's/"sh"/"true"/; s/"terminal": true/"terminal": false/' config.json)
   # crun refuses a host whose cgroup2 hierarchy holds a controller ("hybrid mode"); on a v1
@@ -96,6 +98,12 @@ if command -v crun >/dev/null; then
   if crun run -b "$W/bundle" bench-crun >"$W/crun.err" 2>&1; then
     crun_t=$(timeit crun run -b "$W/bundle" bench-crun)
     crun_iso=$(isolated crun run -b "$W/bundle" bench-crun)
+    # Interleaved: crun and berth --network none in turn, so that a shared VM's drift over the
+    # minutes between the blocks above hits both alike (bench/ab.py prints medians in ms, in
+    # order). Not the bridge: the kernel tears a veth's namespace down after the run, during
+    # the next one, and that would be crun's.
+    mapfile -t inter < <(python3 "$(dirname "$0")/ab.py" "$RUNS" "crun run -b $W/bundle bench-crun" \
+      "env DOCKER_HOST=unix://$W/berth.sock $BERTH run --rm --network none busybox true" | awk '{print $1 / 1000}')
   else
     echo "note: crun cannot run a container here: $(cat "$W/crun.err")" >&2
   fi
@@ -136,6 +144,13 @@ echo "| berth --network none (crun's namespaces) | $(ms "$berth_none_t") | $(rat
 echo "| berth, default bridge | $(ms "$berth_t") | $(ratio "$berth_t" "$crun_t") | $(ms "$berth_iso") | $(ratio "$berth_iso" "$crun_iso") |"
 echo "| dockerd 20.10 --network none | $(ms "$docker_t") | $(ratio "$docker_t" "$crun_t") | | |"
 echo "| podman --network none | $(ms "$podman_t") | $(ratio "$podman_t" "$crun_t") | | |"
+if [ "${#inter[@]}" -eq 2 ]; then
+  echo
+  echo "| interleaved: crun and berth in turn, back to back ($RUNS rounds) | median | ÷ crun |"
+  echo "|---|---|---|"
+  echo "| raw crun run | $(ms "${inter[0]}") | 1.00 |"
+  echo "| berth --network none | $(ms "${inter[1]}") | $(ratio "${inter[1]}" "${inter[0]}") |"
+fi
 echo
 echo "| memory | RSS |"
 echo "|---|---|"
