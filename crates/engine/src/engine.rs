@@ -64,14 +64,12 @@ pub const REMOVING_PREFIX: &str = ".removing-";
 /// shim to finish removing the runtime's state (the lock in `dir`), deletes what the runtime
 /// left, the cgroups, and the directory.
 pub fn remove_container_files(paths: &Paths, id: &str, dir: &Path) -> Result<()> {
-    if let Err(e) = image::snapshot::unmount(&dir.join("rootfs")) {
-        tracing::warn!("{e}");
-    }
+    // A `.removing-*` name found at start is not checked: an id too short to name the exec
+    // root's files has none there.
     if id.len() >= 16 {
-        if let Err(e) = network::remove_netns(&paths.netns(id)) {
-            tracing::warn!("{e}");
-        }
-        let _ = std::fs::remove_file(paths.shim_socket(id));
+        unpin_container(paths, id, &dir.join("rootfs"));
+    } else if let Err(e) = image::snapshot::unmount(&dir.join("rootfs")) {
+        tracing::warn!("{e}");
     }
     let _lock = runtime::shim::proto::lock_container(
         &dir.join(runtime::shim::proto::LOCK_FILE),
@@ -93,6 +91,18 @@ pub fn remove_container_files(paths: &Paths, id: &str, dir: &Path) -> Result<()>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(EngineError::Internal(format!("remove `{}`: {e}", dir.display()))),
     }
+}
+
+/// Undoes what pins a stopped container on the host: unmounts its `rootfs` (wherever its
+/// directory is now), removes its network namespace and its shim's socket.
+pub(crate) fn unpin_container(paths: &Paths, id: &str, rootfs: &Path) {
+    if let Err(e) = image::snapshot::unmount(rootfs) {
+        tracing::warn!("{e}");
+    }
+    if let Err(e) = network::remove_netns(&paths.netns(id)) {
+        tracing::warn!("{e}");
+    }
+    let _ = std::fs::remove_file(paths.shim_socket(id));
 }
 
 /// Daemon settings the engine acts on (from daemon.json and flags).

@@ -618,20 +618,11 @@ impl Engine {
 
     /// Unmounts the rootfs and removes the network namespace of a stopped container.
     pub(crate) async fn cleanup_runtime(&self, c: &Container) {
-        let rootfs = self.paths.rootfs(&c.id);
-        let netns = self.paths.netns(&c.id);
-        let socket = self.paths.shim_socket(&c.id);
-        let (net, id) = (self.net.clone(), c.id.clone());
+        let (net, paths, id) = (self.net.clone(), self.paths.clone(), c.id.clone());
         let _ = tokio::task::spawn_blocking(move || {
-            if let Err(e) = image::snapshot::unmount(&rootfs) {
-                tracing::warn!("{e}");
-            }
             net.teardown(&id);
-            if let Err(e) = network::remove_netns(&netns) {
-                tracing::warn!("{e}");
-            }
+            crate::engine::unpin_container(&paths, &id, &paths.rootfs(&id));
             runtime::cgroups::remove_tree(&format!("/berth/{id}"));
-            let _ = std::fs::remove_file(socket);
         })
         .await;
         let mounts = c.lock().mounts.clone();
@@ -662,9 +653,8 @@ impl Engine {
                 (r.host_config.auto_remove, restart)
             }
         };
-        if (!auto_remove || restart)
-            && let Err(e) = self.save(c)
-        {
+        // (AutoRemove and a restart policy never go together: validate_host_config.)
+        if !removed_next && let Err(e) = self.save(c) {
             tracing::error!("save container {}: {e}", c.id);
         }
         if exit.oom_killed {

@@ -203,18 +203,20 @@ pub fn mount_overlay(
     // overlayfs lists the top-most lower first.
     let lower: Vec<String> = lowers.iter().rev().map(|p| p.display().to_string()).collect();
     let data = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), upper.display(), work.display());
-    if data.len() + ",volatile".len() >= 4096 {
+    const VOLATILE: &str = ",volatile";
+    if data.len() + if volatile { VOLATILE.len() } else { 0 } >= 4096 {
         return Err(err(format!("{} layers make mount options longer than a page", lowers.len())));
     }
     let mount_with = |data: &str| mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data));
-    match volatile {
-        true => match mount_with(&format!("{data},volatile")) {
+    let mounted = if volatile {
+        match mount_with(&format!("{data}{VOLATILE}")) {
             Err(nix::errno::Errno::EINVAL) => mount_with(&data),
             r => r,
-        },
-        false => mount_with(&data),
-    }
-    .map_err(|e| err(e.to_string()))
+        }
+    } else {
+        mount_with(&data)
+    };
+    mounted.map_err(|e| err(e.to_string()))
 }
 
 /// Unmounts `target`; not mounted is not an error.
