@@ -82,6 +82,27 @@ fn root_published_ports_default_bridge_links_and_restart() {
     assert_eq!(stdout(&d.berth(&["port", "web"])), format!("80/tcp -> 0.0.0.0:{port}\n"));
     assert!(stdout(&d.berth(&["ps"])).contains(&format!("0.0.0.0:{port}->80/tcp")));
     assert_eq!(ports_of(&br).1.len(), 1, "one veth on the bridge");
+    // IPv6 is off in a container's namespace, as Docker has it on networks without IPv6: no
+    // `::1`, no link-local address on eth0. `--sysctl` turns it back on.
+    let v6 = "cat /proc/sys/net/ipv6/conf/all/disable_ipv6 /proc/sys/net/ipv6/conf/default/disable_ipv6; ip addr";
+    if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+        for net in ["bridge", "none"] {
+            let o = d.berth(&["run", "--rm", "--network", net, "busybox", "sh", "-c", v6]);
+            let out = stdout(&o);
+            assert!(o.status.success() && out.starts_with("1\n1\n") && !out.contains("inet6"), "{net}: {out}");
+        }
+        let o = d.berth(&[
+            "run",
+            "--rm",
+            "--sysctl",
+            "net.ipv6.conf.all.disable_ipv6=0",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 0.1; ip addr",
+        ]);
+        assert!(stdout(&o).contains("inet6 ::1/128"), "{}{}", stdout(&o), stderr(&o));
+    }
     // From the host: loopback and the host's own address.
     let page = "hello from webhost\n";
     assert_eq!(host_wget(&format!("http://127.0.0.1:{port}/")).as_deref(), Some(page));

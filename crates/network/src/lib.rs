@@ -11,8 +11,8 @@
 //!
 //! A namespace is made on a short-lived thread (`unshare(CLONE_NEWNET)` affects only the
 //! calling thread), kept alive by a bind mount of `/proc/thread-self/ns/net` onto a file, as
-//! `ip netns add` does, and its loopback brought up with `SIOCSIFFLAGS`. The runtime joins it
-//! by path.
+//! `ip netns add` does, its IPv6 turned off (as Docker does; berth's networks are IPv4) and its
+//! loopback brought up with `SIOCSIFFLAGS`. The runtime joins it by path.
 
 pub mod dns;
 pub mod endpoint;
@@ -54,6 +54,7 @@ pub fn create_netns(path: &Path) -> Result<(), NetworkError> {
     let target = path.to_owned();
     let result = std::thread::spawn(move || -> Result<(), String> {
         unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare: {e}"))?;
+        disable_ipv6()?;
         mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| format!("bind mount: {e}"))?;
         loopback_up().map_err(|e| format!("bring up lo: {e}"))
@@ -80,6 +81,25 @@ pub fn remove_netns(path: &Path) -> Result<(), NetworkError> {
     std::fs::remove_file(path)
         .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
         .map_err(|e| NetworkError::RemoveNetns { path: path.to_owned(), message: e.to_string() })
+}
+
+/// Turns IPv6 off in the calling thread's (new) namespace, for the devices there (`lo`) and
+/// for those made later (`eth0`), as Docker does for a container on networks without IPv6 —
+/// berth has none. No `::1`, no link-local addresses, and none of the kernel's duplicate
+/// address detection, router solicitations or multicast reports on the bridge. A container
+/// can turn it back on with `--sysctl net.ipv6.conf.all.disable_ipv6=0`. A kernel without
+/// IPv6 has nothing to turn off.
+fn disable_ipv6() -> Result<(), String> {
+    // `/proc/sys/net` shows the namespace of the thread that opens it: this one's.
+    for which in ["default", "all"] {
+        let path = format!("/proc/sys/net/ipv6/conf/{which}/disable_ipv6");
+        match std::fs::write(&path, "1") {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("write {path}: {e}")),
+        }
+    }
+    Ok(())
 }
 
 fn loopback_up() -> std::io::Result<()> {
@@ -111,6 +131,7 @@ fn loopback_up() -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sched::setns;
 
     #[test]
     fn root_netns_create_and_remove() {
@@ -120,11 +141,30 @@ mod tests {
         }
         let d = std::env::temp_dir().join(format!("berth-netns-test-{}", std::process::id()));
         let p = d.join("ns");
+        let host_v6 = std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6").ok();
         create_netns(&p).expect("create netns");
         let ino = std::fs::metadata(&p).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).expect("stat");
         let host =
             std::fs::metadata("/proc/self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m)).expect("stat");
         assert_ne!(ino, host);
+        // Inside: IPv6 off for `lo` and for devices made later.
+        let ns = std::fs::File::open(&p).expect("open netns");
+        let inside = std::thread::spawn(move || {
+            setns(&ns, CloneFlags::CLONE_NEWNET).expect("setns");
+            let read = |f: &str| std::fs::read_to_string(f).unwrap_or_else(|e| format!("{f}: {e}"));
+            (
+                read("/proc/sys/net/ipv6/conf/all/disable_ipv6"),
+                read("/proc/sys/net/ipv6/conf/default/disable_ipv6"),
+                read("/proc/sys/net/ipv6/conf/lo/disable_ipv6"),
+            )
+        })
+        .join()
+        .expect("thread");
+        if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+            assert_eq!((inside.0.trim(), inside.1.trim(), inside.2.trim()), ("1", "1", "1"), "{inside:?}");
+        }
+        // The host's own setting is untouched.
+        assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6").ok(), host_v6);
         remove_netns(&p).expect("remove netns");
         assert!(!p.exists());
         let _ = std::fs::remove_dir(&d);
