@@ -34,7 +34,7 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, subnet: Subnet) -> Result<()
     let index = match nl.link_index(name).map_err(|x| e(x.to_string()))? {
         Some(i) => i,
         None => {
-            nl.add_bridge(name).map_err(|x| e(x.to_string()))?;
+            nl.add_bridge(name, random_mac()).map_err(|x| e(x.to_string()))?;
             nl.link_index(name).map_err(|x| e(x.to_string()))?.ok_or_else(|| e("vanished after creation".into()))?
         }
     };
@@ -155,11 +155,22 @@ pub fn dns_sockets(netns: &Path) -> Result<DnsSockets, NetworkError> {
     attach(netns, &[], true)?.ok_or_else(|| err("open dns sockets")("no sockets".into()))
 }
 
-/// A random host-side veth name.
-pub fn veth_name() -> String {
-    let mut b = [0u8; 4];
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         let _ = std::io::Read::read_exact(&mut f, &mut b);
     }
-    format!("veth{:07x}", u32::from_le_bytes(b) & 0x0fff_ffff)
+    b
+}
+
+/// A random host-side veth name.
+pub fn veth_name() -> String {
+    format!("veth{:07x}", u32::from_le_bytes(random()) & 0x0fff_ffff)
+}
+
+/// A random unicast, locally administered MAC address (as Docker gives its bridges).
+pub fn random_mac() -> [u8; 6] {
+    let mut m: [u8; 6] = random();
+    m[0] = (m[0] & 0xfe) | 0x02;
+    m
 }

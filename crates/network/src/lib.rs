@@ -191,6 +191,12 @@ mod root_tests {
         let ns = d.path().join("ns");
         create_netns(&ns).expect("netns");
         endpoint::ensure_bridge(&br, gw, subnet).expect("bridge");
+        // The bridge has an address of its own (NET_ADDR_SET), which its ports do not change.
+        let sys = |f: &str| std::fs::read_to_string(format!("/sys/class/net/{br}/{f}")).unwrap_or_default();
+        assert_eq!(sys("addr_assign_type").trim(), "3");
+        let mac = sys("address");
+        let first = u8::from_str_radix(&mac[..2], 16).expect("hex");
+        assert_eq!(first & 0x03, 0x02, "unicast, locally administered: {mac}");
         let veth = endpoint::veth_name();
         let ip = Ipv4Addr::new(10, 213, 7, 2);
         let a = endpoint::Attach {
@@ -205,6 +211,7 @@ mod root_tests {
         let dns = endpoint::attach(&ns, &[a], true).expect("attach");
         assert!(dns.is_some());
         assert!(endpoint::link_exists(&veth));
+        assert_eq!(sys("address"), mac, "a port does not change the bridge's address");
         // The host reaches the container's address through the bridge: a TCP connection to
         // the DNS listener inside the namespace would need 127.0.0.11, so check the route instead.
         assert!(subnet::host_routes().contains(&subnet));

@@ -138,9 +138,13 @@ impl Netlink {
             .collect())
     }
 
-    pub fn add_bridge(&mut self, name: &str) -> Result<()> {
+    /// Creates a bridge with the MAC address `mac`. A bridge given its address keeps it; one
+    /// left to the kernel takes the lowest of its ports' addresses, and so changes as
+    /// containers come and go, under the feet of every container's ARP entry for its gateway.
+    pub fn add_bridge(&mut self, name: &str, mac: [u8; 6]) -> Result<()> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
         m.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
         self.request(&format!("create bridge `{name}`"), RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)
             .map(|_| ())
