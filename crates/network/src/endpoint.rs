@@ -14,6 +14,7 @@ use nix::sched::{CloneFlags, setns};
 
 use crate::NetworkError;
 use crate::netlink::Netlink;
+use crate::pool::{PREPARED_IFNAME, PreparedVeth};
 use crate::subnet::Subnet;
 
 fn err(op: impl Into<String>) -> impl Fn(String) -> NetworkError {
@@ -93,19 +94,46 @@ pub struct DnsSockets {
 pub const DNS_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 
 /// Gives the container whose namespace is pinned at `netns` the interfaces in `attach`, and,
-/// with `dns`, opens the embedded DNS server's sockets in it. On error, the veths made so far
-/// are deleted.
-pub fn attach(netns: &Path, attach: &[Attach], dns: bool) -> Result<Option<DnsSockets>, NetworkError> {
+/// with `dns`, opens the embedded DNS server's sockets in it. With `prepared` (the veth pair the
+/// namespace came with from the pool), the first interface is that pair, finished here without
+/// entering the namespace; `attach[0].host_veth` must be its host end. On error, the veths made
+/// so far are deleted.
+pub fn attach(
+    netns: &Path,
+    attach: &[Attach],
+    dns: bool,
+    prepared: Option<PreparedVeth>,
+) -> Result<Option<DnsSockets>, NetworkError> {
     let e = err(format!("connect container namespace `{}`", netns.display()));
-    let ns = std::fs::File::open(netns).map_err(|x| e(x.to_string()))?;
-    let list = attach.to_vec();
+    let fail = |m: String| {
+        for a in attach {
+            let _ = delete_link(&a.host_veth);
+        }
+        e(m)
+    };
+    let mut rest = attach;
+    if let Some(p) = prepared {
+        let Some((first, others)) = attach.split_first() else {
+            return Err(e("a prepared veth pair with no interface to make of it".into()));
+        };
+        if first.host_veth != p.host {
+            return Err(fail(format!("the prepared veth pair is `{}`, not `{}`", p.host, first.host_veth)));
+        }
+        finish_prepared(p, first).map_err(&fail)?;
+        rest = others;
+    }
+    if rest.is_empty() && !dns {
+        return Ok(None);
+    }
+    let ns = std::fs::File::open(netns).map_err(|x| fail(x.to_string()))?;
+    let list = rest.to_vec();
     let result = std::thread::spawn(move || -> Result<Option<DnsSockets>, String> {
         let mut host = Netlink::open().map_err(|x| x.to_string())?;
         let host_ns = std::fs::File::open("/proc/thread-self/ns/net").map_err(|x| format!("open host netns: {x}"))?;
         setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|x| format!("setns: {x}"))?;
         let mut inside = Netlink::open().map_err(|x| x.to_string())?;
         for a in &list {
-            inside.add_veth(&a.ifname, a.mac, &a.host_veth, host_ns.as_raw_fd()).map_err(|x| x.to_string())?;
+            inside.add_veth(&a.ifname, Some(a.mac), &a.host_veth, host_ns.as_raw_fd()).map_err(|x| x.to_string())?;
             let idx = inside
                 .link_index(&a.ifname)
                 .map_err(|x| x.to_string())?
@@ -139,20 +167,33 @@ pub fn attach(netns: &Path, attach: &[Attach], dns: bool) -> Result<Option<DnsSo
     })
     .join()
     .unwrap_or_else(|_| Err("namespace thread panicked".into()));
-    match result {
-        Ok(s) => Ok(s),
-        Err(m) => {
-            for a in attach {
-                let _ = delete_link(&a.host_veth);
-            }
-            Err(e(m))
-        }
+    result.map_err(fail)
+}
+
+/// Makes a container's first interface of the veth pair its namespace came with: `eth0` gets
+/// its name, MAC, address and the default route over the socket opened inside the namespace,
+/// and the host end joins the bridge. What [`attach`] does for a pair it makes, less making it.
+fn finish_prepared(p: PreparedVeth, a: &Attach) -> Result<(), String> {
+    let PreparedVeth { host_index, inner_index, mut inner, .. } = p;
+    let rename = (a.ifname != PREPARED_IFNAME).then_some(a.ifname.as_str());
+    inner.set_up_as(inner_index, rename, a.mac).map_err(|x| x.to_string())?;
+    inner.add_addr(inner_index, a.ip, a.prefix).map_err(|x| x.to_string())?;
+    if let Some(gw) = a.gateway {
+        inner.add_default_route(gw).map_err(|x| x.to_string())?;
     }
+    let mut host = Netlink::open().map_err(|x| x.to_string())?;
+    let br = host
+        .link_index(&a.bridge)
+        .map_err(|x| x.to_string())?
+        .ok_or_else(|| format!("bridge `{}` does not exist", a.bridge))?;
+    host.set_up(host_index, Some(br)).map_err(|x| x.to_string())?;
+    let _ = std::fs::write(format!("/sys/class/net/{}/brport/hairpin_mode", a.host_veth), "1");
+    Ok(())
 }
 
 /// Opens the embedded DNS server's sockets in an existing namespace (after a daemon restart).
 pub fn dns_sockets(netns: &Path) -> Result<DnsSockets, NetworkError> {
-    attach(netns, &[], true)?.ok_or_else(|| err("open dns sockets")("no sockets".into()))
+    attach(netns, &[], true, None)?.ok_or_else(|| err("open dns sockets")("no sockets".into()))
 }
 
 fn random<const N: usize>() -> [u8; N] {

@@ -46,27 +46,39 @@ impl NetworkError {
 
 /// Creates a network namespace pinned at `path` with `lo` up.
 pub fn create_netns(path: &Path) -> Result<(), NetworkError> {
+    make_netns(path, false).map(|_| ())
+}
+
+/// [`create_netns`], and with `socket` an rtnetlink socket opened inside the new namespace
+/// (where it stays, whichever thread uses it).
+pub(crate) fn make_netns(path: &Path, socket: bool) -> Result<Option<netlink::Netlink>, NetworkError> {
     let err = |message: String| NetworkError::CreateNetns { path: path.to_owned(), message };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     }
     std::fs::File::create(path).map_err(|e| err(e.to_string()))?;
     let target = path.to_owned();
-    let result = std::thread::spawn(move || -> Result<(), String> {
+    let result = std::thread::spawn(move || -> Result<Option<netlink::Netlink>, String> {
         unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare: {e}"))?;
         disable_ipv6()?;
         mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| format!("bind mount: {e}"))?;
-        loopback_up().map_err(|e| format!("bring up lo: {e}"))
+        loopback_up().map_err(|e| format!("bring up lo: {e}"))?;
+        if !socket {
+            return Ok(None);
+        }
+        netlink::Netlink::open().map(Some).map_err(|e| e.to_string())
     })
     .join()
     .unwrap_or_else(|_| Err("namespace thread panicked".into()));
-    if let Err(message) = result {
-        let _ = umount2(path, MntFlags::MNT_DETACH);
-        let _ = std::fs::remove_file(path);
-        return Err(err(message));
+    match result {
+        Ok(s) => Ok(s),
+        Err(message) => {
+            let _ = umount2(path, MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_file(path);
+            Err(err(message))
+        }
     }
-    Ok(())
 }
 
 /// Unpins and removes the namespace at `path`; a missing one is not an error.
@@ -208,7 +220,7 @@ mod root_tests {
             mac: subnet::mac_for(ip),
             gateway: Some(gw),
         };
-        let dns = endpoint::attach(&ns, &[a], true).expect("attach");
+        let dns = endpoint::attach(&ns, &[a], true, None).expect("attach");
         assert!(dns.is_some());
         assert!(endpoint::link_exists(&veth));
         assert_eq!(sys("address"), mac, "a port does not change the bridge's address");

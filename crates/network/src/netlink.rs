@@ -200,15 +200,17 @@ impl Netlink {
             .map(|_| ())
     }
 
-    /// Creates a veth pair in this socket's namespace: `name` (with `mac`) here, `peer` moved
-    /// into the namespace open at `peer_netns`.
-    pub fn add_veth(&mut self, name: &str, mac: [u8; 6], peer: &str, peer_netns: RawFd) -> Result<()> {
+    /// Creates a veth pair in this socket's namespace: `name` (with `mac`, or a random one)
+    /// here, `peer` moved into the namespace open at `peer_netns`.
+    pub fn add_veth(&mut self, name: &str, mac: Option<[u8; 6]>, peer: &str, peer_netns: RawFd) -> Result<()> {
         let mut p = LinkMessage::default();
         p.attributes.push(LinkAttribute::IfName(peer.to_owned()));
         p.attributes.push(LinkAttribute::NetNsFd(peer_netns));
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_owned()));
-        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        if let Some(mac) = mac {
+            m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
         m.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
@@ -231,6 +233,20 @@ impl Netlink {
             m.attributes.push(LinkAttribute::Controller(c));
         }
         self.request(&format!("bring up link {index}"), RouteNetlinkMessage::SetLink(m), 0).map(|_| ())
+    }
+
+    /// Names a link that is down `name` (when given), gives it `mac` and brings it up, in one
+    /// request (the kernel renames and readdresses before it changes the flags).
+    pub fn set_up_as(&mut self, index: u32, name: Option<&str>, mac: [u8; 6]) -> Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
+        if let Some(n) = name {
+            m.attributes.push(LinkAttribute::IfName(n.to_owned()));
+        }
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        self.request(&format!("set up link {index}"), RouteNetlinkMessage::SetLink(m), 0).map(|_| ())
     }
 
     pub fn del_link(&mut self, name: &str) -> Result<bool> {

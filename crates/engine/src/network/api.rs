@@ -408,7 +408,7 @@ impl Networks {
             (attach, first_user)
         };
         let Some(netns) = netns else { return Ok(()) };
-        match network::endpoint::attach(netns, std::slice::from_ref(&attach), first_user) {
+        match network::endpoint::attach(netns, std::slice::from_ref(&attach), first_user, None) {
             Ok(sockets) => {
                 if let Some(s) = sockets {
                     self.serve_dns(id, s, rec);

@@ -188,8 +188,9 @@ pub struct StartNet {
     pub env: Vec<String>,
 }
 
-/// Network namespaces kept made ahead of time (network::pool): two, so that two starts in a
-/// row, or a start and a `run`'s next one, find one ready.
+/// Network namespaces kept made ahead of time (network::pool), of each kind in use (plain, and
+/// with the veth pair of a container's first interface): two, so that two starts in a row, or
+/// a start and a `run`'s next one, find one ready.
 const NETNS_POOL_SIZE: usize = 2;
 
 pub struct Networks {
@@ -652,7 +653,7 @@ impl Networks {
         let has_endpoints = self.state().conts.get(id).is_some_and(|c| !c.endpoints.is_empty());
         if !has_endpoints {
             if !netns.exists() {
-                self.pool.take(&netns)?;
+                self.pool.take(&netns, false)?;
             }
             let gw = self.lookup("bridge").ok().and_then(|n| n.gw());
             etc::write(&dir, rec, &[], &[], false, &self.settings.dns, gw)?;
@@ -665,10 +666,8 @@ impl Networks {
             ports::hold_all(&exposed, &st.conts, id)?
         };
         self.holds.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), held);
-        // 2. The namespace.
-        if !netns.exists() {
-            self.pool.take(&netns)?;
-        }
+        // 2. The namespace, with the veth pair of the first interface when the pool has one.
+        let prepared = if netns.exists() { None } else { self.pool.take(&netns, true)? };
         // 3. Addresses, under the lock, saved before anything refers to them.
         let (attach, nets, user_net) = {
             let mut st = self.state();
@@ -685,7 +684,10 @@ impl Networks {
                 ep.ip = Some(ip);
                 ep.ifname = format!("eth{i}");
                 ep.endpoint_id = new_id();
-                let veth = network::endpoint::veth_name();
+                let veth = match (&prepared, i) {
+                    (Some(p), 0) => p.host.clone(),
+                    _ => network::endpoint::veth_name(),
+                };
                 ep.host_veth = Some(veth.clone());
                 attach.push(network::endpoint::Attach {
                     bridge: n.bridge.clone(),
@@ -712,7 +714,7 @@ impl Networks {
             }
         }
         // 4. The veth pairs, and the DNS server's sockets inside the namespace.
-        let sockets = network::endpoint::attach(&netns, &attach, user_net)?;
+        let sockets = network::endpoint::attach(&netns, &attach, user_net, prepared)?;
         if let Some(s) = sockets {
             self.serve_dns(id, s, rec);
         }
