@@ -301,6 +301,14 @@ fn root_removal_leaves_nothing_behind_even_across_a_crash() {
         assert_eq!(stdout(&d.berth(&["wait", name])), "0\n");
         ids.push(d.inspect(name)["Id"].as_str().expect("id").to_owned());
     }
+    // The runtime's files (OCI bundle, shim's configuration, log and lock, exit status) are
+    // in the exec root; the data root keeps the layer, the /etc files and the log.
+    let bundle = d.exec_root().join("bundles").join(&ids[0]);
+    for f in ["config.json", "shim.json", "shim.log", "shim.lock", "exit.json"] {
+        assert!(bundle.join(f).exists(), "{f} in the bundle");
+        assert!(!d.data_root().join("containers").join(&ids[0]).join(f).exists(), "{f} not in the data root");
+    }
+    assert!(d.data_root().join("containers").join(&ids[0]).join("hosts").exists());
     assert!(d.berth(&["rm", "gone1", "gone2"]).status.success());
     let o = d.berth(&["run", "--rm", "busybox", "true"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -315,6 +323,10 @@ fn root_removal_leaves_nothing_behind_even_across_a_crash() {
         .map(|e| e.file_name())
         .collect();
     assert!(state.is_empty(), "runtime state left: {state:?}");
+    let bundles: Vec<_> = std::fs::read_dir(d.exec_root().join("bundles"))
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(bundles.is_empty(), "bundles left: {bundles:?}");
     // A `--rm` container's rootfs and network namespace go after the answer, in the
     // background, and a stopping daemon waits for them.
     let netns: Vec<_> = std::fs::read_dir(d.exec_root().join("netns"))
@@ -357,7 +369,16 @@ fn root_removal_leaves_nothing_behind_even_across_a_crash() {
     assert!(o.status.success(), "{}", stderr(&o));
     std::fs::create_dir_all(d.exec_root().join("runtime").join(&fake)).expect("mkdir");
     std::fs::write(d.exec_root().join("runtime").join(&fake).join("state.json"), "{torn").expect("write");
+    let fake_bundle = d.exec_root().join("bundles").join(&fake);
+    std::fs::create_dir_all(&fake_bundle).expect("mkdir");
+    std::fs::write(fake_bundle.join("shim.lock"), "").expect("write");
+    // And a bundle whose container has no record at all (a crash between create and record).
+    let stray = d.exec_root().join("bundles").join("e".repeat(64));
+    std::fs::create_dir_all(&stray).expect("mkdir");
+    std::fs::write(stray.join("config.json"), "{}").expect("write");
     d.spawn();
+    assert!(!fake_bundle.exists(), "the half-removed container's bundle survived the restart");
+    assert!(!stray.exists(), "a bundle without a container survived the restart");
     assert!(!half.exists(), "a half-removed container directory survived the restart");
     assert!(!ns.exists(), "its network namespace survived the restart");
     let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");

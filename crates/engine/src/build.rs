@@ -149,6 +149,7 @@ impl StepRunner for EngineRunner {
             let _ = network::remove_netns(ns);
         }
         let _ = std::fs::remove_file(paths.shim_socket(&step.id));
+        let _ = std::fs::remove_dir_all(paths.bundle(&step.id));
         let _ = std::fs::remove_dir_all(&dir);
         result
     }
@@ -258,33 +259,34 @@ impl EngineRunner {
             rlimits: Vec::new(),
             sysctl: Default::default(),
         };
-        spec.write_bundle(dir).map_err(runner_err)?;
+        let bundle = paths.bundle(&step.id);
+        std::fs::create_dir_all(&bundle).map_err(runner_err)?;
+        spec.write_bundle(&bundle).map_err(runner_err)?;
         let cfg = ShimConfig {
             container_id: step.id.clone(),
-            kind: ShimKind::Init { bundle: dir.to_path_buf() },
+            kind: ShimKind::Init { bundle: bundle.clone() },
             runtime_root: paths.runtime_root(),
             socket: paths.shim_socket(&step.id),
             console_socket: paths.console_socket(&step.id),
             log: None,
             log_rotate: None,
-            exit_file: dir.join("exit.json"),
+            exit_file: bundle.join("exit.json"),
             tty: false,
             stdin: false,
             stdin_once: false,
             cgroup: Some(cgroup),
             seccomp,
-            lock: Some(dir.join(runtime::shim::proto::LOCK_FILE)),
+            lock: Some(bundle.join(runtime::shim::proto::LOCK_FILE)),
         };
         let exit_file = cfg.exit_file.clone();
         // The container runs on the runtime; its output comes back over a channel to this
         // (blocking) thread, where `output` may block (the progress channel's blocking send
         // must not run inside the runtime).
         let (ftx, frx) = std::sync::mpsc::channel::<Vec<u8>>();
-        let dir = dir.to_path_buf();
         let job = self.handle.spawn(async move {
             use tokio::io::AsyncReadExt;
             let attach = Request::Attach { stdin: false, stdout: true, stderr: true };
-            let launched = crate::shim::launch(&cfg, &dir.join("shim.json"), &dir.join("shim.log"), &[attach])
+            let launched = crate::shim::launch(&cfg, &bundle.join("shim.json"), &bundle.join("shim.log"), &[attach])
                 .await
                 .map_err(|e| runner_err(crate::error::EngineError::from(e)))?;
             let mut stream =

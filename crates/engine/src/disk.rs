@@ -286,8 +286,8 @@ impl Engine {
         .map_err(EngineError::internal)?
     }
 
-    /// At start: removes what a crash can leave — container directories without a record,
-    /// snapshots and blobs no image refers to. (Unfinished snapshots `tmp-*` and `ingest/`
+    /// At start: removes what a crash can leave — container directories and bundles without a
+    /// record, snapshots and blobs no image refers to. (Unfinished snapshots `tmp-*` and `ingest/`
     /// are removed when the image store opens; volume directories without a record when the
     /// volume store opens.)
     pub(crate) async fn sweep_at_start(self: &Arc<Self>) {
@@ -310,6 +310,16 @@ impl Engine {
                     let _ = image::snapshot::unmount(&d.path().join("rootfs"));
                     tracing::info!("removing container directory {id} left without a record");
                     let _ = std::fs::remove_dir_all(d.path());
+                }
+            }
+            // Bundles of containers with no record (a removal's bundles went just above).
+            if let Ok(rd) = std::fs::read_dir(e.paths.exec_root.join("bundles")) {
+                for d in rd.flatten() {
+                    let id = d.file_name().to_string_lossy().into_owned();
+                    if !known.contains(&id) {
+                        tracing::info!("removing bundle {id} left without a record");
+                        let _ = std::fs::remove_dir_all(d.path());
+                    }
                 }
             }
             let Ok(images) = e.images.all() else { return };

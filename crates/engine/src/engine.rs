@@ -44,8 +44,16 @@ impl Paths {
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.container_dir(id).join(format!("{id}-json.log"))
     }
+    /// A container's runtime files, which live as long as its processes and no longer: the
+    /// OCI bundle's `config.json`, the shim's configuration, log and lock, the exit status, and
+    /// exec sessions' files. On the exec root (a tmpfs under /run), as containerd keeps its
+    /// bundles: nothing here is worth a disk write, and the data root's file system is spared
+    /// creating and deleting half a dozen inodes per start.
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.exec_root.join("bundles").join(id)
+    }
     pub fn exit_file(&self, id: &str) -> PathBuf {
-        self.container_dir(id).join("exit.json")
+        self.bundle(id).join("exit.json")
     }
     pub fn rootfs(&self, id: &str) -> PathBuf {
         self.container_dir(id).join("rootfs")
@@ -56,13 +64,18 @@ impl Paths {
     }
 }
 
+/// Whether `id` is one berth makes for a container or a build step: 64 lowercase hex digits.
+pub fn is_container_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// The name prefix of container directories being deleted (see [`Paths::removing_dir`]).
 pub const REMOVING_PREFIX: &str = ".removing-";
 
 /// Removes what is left of a container once its record is gone: unmounts its rootfs (in
 /// `dir`, wherever that directory was moved) and removes its network namespace, waits for its
-/// shim to finish removing the runtime's state (the lock in `dir`), deletes what the runtime
-/// left, the cgroups, and the directory.
+/// shim to finish removing the runtime's state (the lock in its bundle), deletes what the
+/// runtime left, the cgroups, the bundle and the directory.
 pub fn remove_container_files(paths: &Paths, id: &str, dir: &Path) -> Result<()> {
     // A `.removing-*` name found at start is not checked: an id too short to name the exec
     // root's files has none there.
@@ -71,14 +84,23 @@ pub fn remove_container_files(paths: &Paths, id: &str, dir: &Path) -> Result<()>
     } else if let Err(e) = image::snapshot::unmount(&dir.join("rootfs")) {
         tracing::warn!("{e}");
     }
-    let _lock = runtime::shim::proto::lock_container(
-        &dir.join(runtime::shim::proto::LOCK_FILE),
-        std::time::Duration::from_secs(10),
-    )
-    .unwrap_or_else(|e| {
-        tracing::warn!("remove container {id}: {e}");
-        None
-    });
+    // Only an id berth made names a bundle (a `.removing-*` name found at start is not
+    // trusted to stay inside the exec root).
+    let bundle = is_container_id(id).then(|| paths.bundle(id));
+    let _lock = bundle
+        .as_ref()
+        .map(|b| {
+            runtime::shim::proto::lock_container(
+                &b.join(runtime::shim::proto::LOCK_FILE),
+                std::time::Duration::from_secs(10),
+            )
+        })
+        .transpose()
+        .map(Option::flatten)
+        .unwrap_or_else(|e| {
+            tracing::warn!("remove container {id}: {e}");
+            None
+        });
     let runtime_root = paths.runtime_root();
     let rt = runtime::libct::Libcontainer::new(&runtime_root);
     let _ = runtime::Runtime::delete(&rt, id, true);
@@ -86,6 +108,9 @@ pub fn remove_container_files(paths: &Paths, id: &str, dir: &Path) -> Result<()>
     let _ = std::fs::remove_dir_all(runtime_root.join(id));
     // Whatever the runtime could not remove of the container's cgroups goes now.
     runtime::cgroups::remove_tree(&format!("/berth/{id}"));
+    if let Some(b) = &bundle {
+        let _ = std::fs::remove_dir_all(b);
+    }
     match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

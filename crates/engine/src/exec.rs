@@ -111,7 +111,7 @@ impl Engine {
         let rec = c.snapshot();
         let cfg = e.config.clone();
         let paths = self.paths.clone();
-        let exec_dir = paths.container_dir(&c.id).join("exec");
+        let exec_dir = paths.bundle(&c.id).join("exec");
         let eid = e.id.clone();
         let tty = tty || cfg.tty;
         let shim = tokio::task::spawn_blocking(move || -> Result<ShimConfig> {
@@ -189,7 +189,7 @@ impl Engine {
                 return Err(err);
             }
         };
-        let dir = self.paths.container_dir(&c.id).join("exec");
+        let dir = self.paths.bundle(&c.id).join("exec");
         // The attacher, then the wait (so an instant exit is not missed), queued ahead of start.
         let mut before = Vec::new();
         if attach {

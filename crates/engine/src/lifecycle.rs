@@ -519,10 +519,13 @@ impl Engine {
                     .collect(),
                 sysctl: h.sysctls.clone(),
             };
-            spec.write_bundle(&dir)?;
+            let bundle = paths.bundle(&id);
+            std::fs::create_dir_all(&bundle)
+                .map_err(|e| EngineError::Internal(format!("create `{}`: {e}", bundle.display())))?;
+            spec.write_bundle(&bundle)?;
             let shim = ShimConfig {
                 container_id: id.clone(),
-                kind: ShimKind::Init { bundle: dir.clone() },
+                kind: ShimKind::Init { bundle: bundle.clone() },
                 runtime_root: paths.runtime_root(),
                 socket: paths.shim_socket(&id),
                 console_socket: paths.console_socket(&id),
@@ -534,7 +537,7 @@ impl Engine {
                 stdin_once: rec.config.stdin_once,
                 cgroup: Some(format!("/berth/{id}")),
                 seccomp,
-                lock: Some(dir.join(runtime::shim::proto::LOCK_FILE)),
+                lock: Some(bundle.join(runtime::shim::proto::LOCK_FILE)),
             };
             let _ = std::fs::remove_file(&shim.exit_file);
             Ok((spec, shim))
@@ -543,7 +546,7 @@ impl Engine {
         .map_err(EngineError::internal)??;
         let _ = spec;
         let t_prepared = t0.elapsed();
-        let dir = self.paths.container_dir(&c.id);
+        let bundle = self.paths.bundle(&c.id);
         // Those who attached before the start are queued ahead of it, so they miss nothing.
         let pending: Vec<PendingAttach> = std::mem::take(&mut *c.pending.lock().unwrap_or_else(|p| p.into_inner()));
         let before: Vec<Request> =
@@ -565,7 +568,7 @@ impl Engine {
             before
         };
         let launched =
-            match crate::shim::launch(&shim_cfg, &dir.join("shim.json"), &dir.join("shim.log"), &before).await {
+            match crate::shim::launch(&shim_cfg, &bundle.join("shim.json"), &bundle.join("shim.log"), &before).await {
                 Ok(l) => l,
                 Err(e) => {
                     let mut r = c.lock();
