@@ -284,6 +284,34 @@ fn root_containers_layers_are_isolated() {
         "hostname; cat /etc/hostname; grep -c localhost /etc/hosts; test -s /etc/resolv.conf && echo resolv",
     ]);
     assert_eq!(stdout(&o), "myhost\nmyhost\n2\nresolv\n", "{}", stderr(&o));
+    // Their mount points come from the shared init layer, not the container's own layer:
+    // nothing is copied up or created there for them (busybox has no /etc/hosts), and
+    // `diff` is empty for a container that wrote nothing.
+    let id = d.inspect("kept")["Id"].as_str().expect("id").to_owned();
+    let upper = d.data_root().join("containers").join(&id).join("upper");
+    let left: Vec<_> = std::fs::read_dir(&upper).expect("upper").flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "the container's layer holds {left:?}");
+    assert_eq!(stdout(&d.berth(&["diff", "kept"])), "");
+    // And an image whose /etc/resolv.conf is a symlink cannot steer the mount through it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tar = dir.path().join("base.tar");
+    assert!(d.berth(&["export", "-o", tar.to_str().expect("path"), "kept"]).status.success());
+    std::fs::create_dir_all(dir.path().join("add/etc")).expect("mkdir");
+    std::os::unix::fs::symlink("/tmp/steered", dir.path().join("add/etc/resolv.conf")).expect("symlink");
+    let o =
+        Command::new("tar").arg("-rf").arg(&tar).arg("-C").arg(dir.path().join("add")).arg("etc/resolv.conf").output();
+    assert!(o.is_ok_and(|o| o.status.success()));
+    let o = d.berth(&["import", tar.to_str().expect("path"), "symlinked:1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = d.berth(&[
+        "run",
+        "--rm",
+        "symlinked:1",
+        "sh",
+        "-c",
+        "test -s /etc/resolv.conf && test ! -e /tmp/steered && echo safe",
+    ]);
+    assert_eq!(stdout(&o), "safe\n", "{}", stderr(&o));
 }
 
 /// A removed container's files are deleted after the answer, in the background: nothing of

@@ -275,7 +275,7 @@ impl Engine {
         let mut mounted = false;
         if !image::snapshot::is_mounted(&rootfs) {
             let img = self.images.resolve(&rec.image)?;
-            let lowers = self.images.layer_dirs(&img)?;
+            let lowers = self.images.container_lowers(&img)?;
             image::snapshot::mount_overlay(&lowers, &dir.join("upper"), &dir.join("work"), &rootfs, false)?;
             mounted = true;
         }

@@ -435,7 +435,7 @@ impl Engine {
         let net = self.net.clone();
         let (spec, shim_cfg) = tokio::task::spawn_blocking(move || -> Result<(RunSpec, ShimConfig)> {
             let img = images.resolve(&image_id)?;
-            let lowers = images.layer_dirs(&img)?;
+            let lowers = images.container_lowers(&img)?;
             let dir = paths.container_dir(&id);
             let rootfs = paths.rootfs(&id);
             if !image::snapshot::is_mounted(&rootfs) {

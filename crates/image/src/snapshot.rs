@@ -62,6 +62,48 @@ impl Snapshots {
         Ok(p)
     }
 
+    /// The init layer: a read-only lower, shared by every container and topmost under its own
+    /// layer, that holds what the runtime mounts over (`/etc/hosts`, `/etc/hostname`,
+    /// `/etc/resolv.conf` as empty files; `/proc`, `/sys`, `/dev` and its mount points as
+    /// directories). As Docker's per-container init layer, but one for all: the mount targets
+    /// exist whatever the image holds, so a start neither copies `/etc` up into the container's
+    /// layer nor creates files there, and a symlinked `/etc/resolv.conf` in an image cannot
+    /// steer the mount elsewhere. Made once, under a temporary name, then renamed.
+    pub fn init_dir(&self) -> Result<PathBuf, ImageError> {
+        let p = self.root.join("init");
+        if p.is_dir() {
+            return Ok(p);
+        }
+        let tmp = self.root.join(format!("tmp-init-{}", random_hex(8)));
+        let made = (|| -> Result<(), ImageError> {
+            for d in ["etc", "proc", "sys", "dev/pts", "dev/shm", "dev/mqueue"] {
+                let d = tmp.join(d);
+                std::fs::create_dir_all(&d).map_err(io_err("create", &d))?;
+            }
+            for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+                let f = tmp.join(f);
+                std::fs::write(&f, "").map_err(io_err("create", &f))?;
+            }
+            set_modes(&tmp)
+        })();
+        if let Err(e) = made {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        match std::fs::rename(&tmp, &p) {
+            Ok(()) => Ok(p),
+            // Another start made it first.
+            Err(_) if p.is_dir() => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                Ok(p)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                Err(io_err("rename", &p)(e))
+            }
+        }
+    }
+
     /// Unpacks a layer on top of `parent` and returns its chain id with what was applied.
     /// When the snapshot exists already the new copy is dropped.
     pub fn apply<R: Read>(&self, parent: Option<&Digest>, src: R) -> Result<(Digest, Applied), ImageError> {
@@ -236,9 +278,62 @@ pub fn is_mounted(target: &Path) -> bool {
     }
 }
 
+/// The init layer's modes, whatever the umask: directories 0755, files 0644, all root's.
+fn set_modes(dir: &Path) -> Result<(), ImageError> {
+    use std::os::unix::fs::PermissionsExt;
+    for e in walk(dir) {
+        let mode = if e.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&e, std::fs::Permissions::from_mode(mode)).map_err(io_err("chmod", &e))?;
+    }
+    Ok(())
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_owned()];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_init_layer_holds_the_mount_points_and_is_made_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().expect("tempdir");
+        let snaps = Snapshots::open(&d.path().join("snapshots")).expect("open");
+        let init = snaps.init_dir().expect("init");
+        for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+            let m = std::fs::symlink_metadata(init.join(f)).expect(f);
+            assert!(m.is_file() && m.len() == 0, "{f}");
+            assert_eq!(m.permissions().mode() & 0o7777, 0o644, "{f}");
+        }
+        for dir in ["etc", "proc", "sys", "dev", "dev/pts", "dev/shm", "dev/mqueue"] {
+            let m = std::fs::symlink_metadata(init.join(dir)).expect(dir);
+            assert!(m.is_dir(), "{dir}");
+            assert_eq!(m.permissions().mode() & 0o7777, 0o755, "{dir}");
+        }
+        // Made once: a second call finds it, and nothing temporary is left.
+        std::fs::write(init.join("marker"), "").expect("marker");
+        assert_eq!(snaps.init_dir().expect("again"), init);
+        assert!(init.join("marker").exists());
+        let tmp: Vec<_> = std::fs::read_dir(d.path().join("snapshots"))
+            .expect("read")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("tmp-"))
+            .collect();
+        assert!(tmp.is_empty());
+    }
 
     /// Whether the overlay at `target` is volatile ("volatile", or "fsync=volatile" from 6.x).
     fn volatile(target: &Path) -> bool {

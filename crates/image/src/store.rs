@@ -458,6 +458,14 @@ impl ImageStore {
     }
 
     /// The snapshot directories of an image, bottom layer first.
+    /// A container's read-only layers, bottom first: the image's, then the init layer
+    /// ([`Snapshots::init_dir`](crate::snapshot::Snapshots::init_dir)).
+    pub fn container_lowers(&self, rec: &ImageRecord) -> Result<Vec<PathBuf>, ImageError> {
+        let mut v = self.layer_dirs(rec)?;
+        v.push(self.snapshots.init_dir()?);
+        Ok(v)
+    }
+
     pub fn layer_dirs(&self, rec: &ImageRecord) -> Result<Vec<PathBuf>, ImageError> {
         if rec.layers.is_empty() {
             return Ok(vec![self.snapshots.empty_dir()?]);
