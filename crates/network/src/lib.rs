@@ -60,7 +60,7 @@ pub(crate) fn make_netns(path: &Path, socket: bool) -> Result<Option<netlink::Ne
     let target = path.to_owned();
     let result = std::thread::spawn(move || -> Result<Option<netlink::Netlink>, String> {
         unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare: {e}"))?;
-        disable_ipv6()?;
+        disable_ipv6();
         mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| format!("bind mount: {e}"))?;
         loopback_up().map_err(|e| format!("bring up lo: {e}"))?;
@@ -100,18 +100,21 @@ pub fn remove_netns(path: &Path) -> Result<(), NetworkError> {
 /// berth has none. No `::1`, no link-local addresses, and none of the kernel's duplicate
 /// address detection, router solicitations or multicast reports on the bridge. A container
 /// can turn it back on with `--sysctl net.ipv6.conf.all.disable_ipv6=0`. A kernel without
-/// IPv6 has nothing to turn off.
-fn disable_ipv6() -> Result<(), String> {
+/// IPv6 has nothing to turn off, and a daemon that cannot write `/proc/sys` (read-only in some
+/// nested setups) runs its containers with IPv6 on, as before, rather than not at all.
+fn disable_ipv6() {
     // `/proc/sys/net` shows the namespace of the thread that opens it: this one's.
     for which in ["default", "all"] {
         let path = format!("/proc/sys/net/ipv6/conf/{which}/disable_ipv6");
         match std::fs::write(&path, "1") {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(format!("write {path}: {e}")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::warn!("a container's network namespace keeps IPv6: write {path}: {e}");
+                return;
+            }
         }
     }
-    Ok(())
 }
 
 fn loopback_up() -> std::io::Result<()> {
