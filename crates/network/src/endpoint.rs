@@ -2,9 +2,12 @@
 //! it, and per container a veth pair whose inside end (`eth0`, `eth1`, …) gets the address,
 //! Docker's MAC for it and the default route, while the outside end joins the bridge.
 //!
-//! Namespace work happens on a short-lived thread that enters the container's namespace with
-//! `setns` (a thread's namespace is its own; the caller's is never touched). A netlink socket
-//! opened before the `setns` stays in the host's namespace, so one thread configures both ends.
+//! A container's first interface usually comes made with its namespace from the pool
+//! ([`crate::pool::PreparedVeth`]), with a netlink socket opened inside: finishing it needs no
+//! namespace change. Other namespace work (more interfaces, the DNS server's sockets) happens on
+//! a short-lived thread that enters the container's namespace with `setns` (a thread's
+//! namespace is its own; the caller's is never touched). A netlink socket opened before the
+//! `setns` stays in the host's namespace, so one thread configures both ends.
 
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
