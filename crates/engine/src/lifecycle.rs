@@ -858,7 +858,7 @@ impl Engine {
         // of a removal, and of every `run --rm`. A daemon that stops first waits for it; one
         // that crashes sweeps `.removing-*` when it starts again.
         let (net, id) = (self.net.clone(), c.id.clone());
-        tokio::task::spawn_blocking(move || net.teardown(&id)).await.map_err(EngineError::internal)?;
+        tokio::task::spawn_blocking(move || net.teardown_for_removal(&id)).await.map_err(EngineError::internal)?;
         let mounts = c.lock().mounts.clone();
         self.release_volumes(&c.id, &mounts);
         let dir = self.paths.container_dir(&c.id);

@@ -750,6 +750,17 @@ impl Networks {
 
     /// Undoes [`setup`](Self::setup): DNS server, held ports, veths, addresses, firewall rules.
     pub fn teardown(&self, id: &str) {
+        self.teardown_saving(id, true)
+    }
+
+    /// [`teardown`](Self::teardown) for a container being removed: its endpoints' row is
+    /// deleted next ([`forget`](Self::forget)), so it is not written first. (A crash in between
+    /// leaves the row as it was; a container being removed holds no address after a restart.)
+    pub fn teardown_for_removal(&self, id: &str) {
+        self.teardown_saving(id, false)
+    }
+
+    fn teardown_saving(&self, id: &str, save: bool) {
         if let Some(tasks) = self.dns.lock().unwrap_or_else(|p| p.into_inner()).remove(id) {
             for t in tasks {
                 t.abort();
@@ -770,8 +781,10 @@ impl Networks {
             let had = !c.ports.is_empty();
             c.ports.clear();
             c.running = false;
-            let c = c.clone();
-            let _ = self.save_cont(id, &c);
+            if save {
+                let c = c.clone();
+                let _ = self.save_cont(id, &c);
+            }
             (veths, had)
         };
         // Deleting a veth waits for the kernel to unregister it (RCU grace periods, ~15 ms,
