@@ -812,8 +812,9 @@ fn entry(profile: Option<&str>, caps: &[String]) -> Result<Arc<Entry>, String> {
     if c.len() > 256 {
         c.clear();
     }
-    c.insert(key, e.clone());
-    Ok(e)
+    // Starts that missed the cache together translated the profile each; the first one in
+    // wins, so that all of them share one entry (and its lock, and one compile).
+    Ok(c.entry(key).or_insert(e).clone())
 }
 
 /// Compiles an OCI seccomp object into the BPF program the kernel loads (what libcontainer
@@ -916,9 +917,16 @@ pub fn bpf_file(dir: &std::path::Path, profile: Option<&str>, caps: &[String]) -
     std::fs::create_dir_all(dir).map_err(|e| format!("create `{}`: {e}", dir.display()))?;
     let path = dir.join(format!("{hex}.bpf"));
     if !path.exists() {
-        let tmp = dir.join(format!(".tmp-{}-{hex}", std::process::id()));
+        // A name of its own: two entries (profiles or capability sets that compile alike) may
+        // write the same program at once.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".tmp-{}-{n}-{hex}", std::process::id()));
         std::fs::write(&tmp, &bpf).map_err(|e| format!("write `{}`: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).map_err(|e| format!("rename `{}`: {e}", path.display()))?;
+        if let Err(e) = std::fs::rename(&tmp, &path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!("rename `{}`: {e}", path.display()));
+        }
     }
     *file = Some(path.clone());
     Ok(path)
@@ -1034,6 +1042,31 @@ mod tests {
         let bad_op = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_SOMETIMES"}]}]});
         assert!(translate(&bad_op, &[]).expect_err("bad op").contains("SCMP_CMP_SOMETIMES"));
         assert!(oci_profile(Some("{not json"), &[]).expect_err("json").contains("invalid JSON"));
+    }
+
+    #[test]
+    fn starts_that_compile_the_same_program_at_once_all_get_it() {
+        // Twenty starts with a profile not seen yet, at once, as `run` twenty times in
+        // parallel does; and capability sets that compile to the same program (this profile
+        // has no capability rules), whose entries differ but whose file is one.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let profile =
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["acct"], "action": "SCMP_ACT_ERRNO"}]}"#;
+        let go = Arc::new(std::sync::Barrier::new(20));
+        let threads: Vec<_> = (0..20)
+            .map(|i| {
+                let (go, d) = (go.clone(), dir.path().to_owned());
+                std::thread::spawn(move || {
+                    let caps = if i % 2 == 0 { Vec::new() } else { vec![format!("CAP_X{i}")] };
+                    go.wait();
+                    bpf_file(&d, Some(profile), &caps)
+                })
+            })
+            .collect();
+        let paths: Vec<_> = threads.into_iter().map(|t| t.join().expect("thread").expect("bpf file")).collect();
+        assert!(paths.iter().all(|p| *p == paths[0] && p.exists()), "{paths:?}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left.len(), 1, "one program and no temporary file: {left:?}");
     }
 
     #[test]
