@@ -71,47 +71,66 @@ impl Netlink {
         Ok(self.seq)
     }
 
-    /// Sends one request and collects the replies until the ACK (or the end of a dump).
-    fn request(&mut self, op: &str, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>> {
-        self.send(op, msg, flags)?;
-        let mut out = Vec::new();
+    /// Reads the replies to request `seq` until its ACK (or the end of a dump), handing each
+    /// other message of it to `each` with its type, whole (header included). An error reply
+    /// ends the read with its errno. Only the headers are decoded here.
+    fn replies(&mut self, op: &str, seq: u32, mut each: impl FnMut(u16, &[u8]) -> Result<()>) -> Result<()> {
         let mut rbuf = vec![0u8; 64 * 1024];
         loop {
             let n = self.sock.recv(&mut &mut rbuf[..], 0).map_err(|e| io_err(op, e))?;
             let mut off = 0;
-            while off < n {
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rbuf[off..n]).map_err(|e| NlError {
-                    op: op.to_owned(),
-                    errno: libc::EIO,
-                    message: format!("decode reply: {e}"),
-                })?;
-                let len = msg.header.length as usize;
-                if msg.header.sequence_number == self.seq {
-                    match msg.payload {
-                        NetlinkPayload::Error(e) => {
-                            return match e.code {
-                                None => Ok(out),
-                                Some(code) => {
-                                    let errno = -code.get();
-                                    Err(NlError {
-                                        op: op.to_owned(),
-                                        errno,
-                                        message: std::io::Error::from_raw_os_error(errno).to_string(),
-                                    })
-                                }
+            while off + NLMSG_HDR_LEN <= n {
+                let h = &rbuf[off..n];
+                let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+                let kind = u16::from_ne_bytes([h[4], h[5]]);
+                let mseq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
+                if len < NLMSG_HDR_LEN || len > h.len() {
+                    return Err(NlError {
+                        op: op.to_owned(),
+                        errno: libc::EIO,
+                        message: format!("bad reply length {len}"),
+                    });
+                }
+                let msg = &h[..len];
+                if mseq == seq {
+                    match kind {
+                        // struct nlmsgerr: the (negative) errno first; 0 is the ACK.
+                        NLMSG_ERROR if len >= NLMSG_HDR_LEN + 4 => {
+                            let b = &msg[NLMSG_HDR_LEN..];
+                            return match -i32::from_ne_bytes([b[0], b[1], b[2], b[3]]) {
+                                0 => Ok(()),
+                                errno => Err(NlError {
+                                    op: op.to_owned(),
+                                    errno,
+                                    message: std::io::Error::from_raw_os_error(errno).to_string(),
+                                }),
                             };
                         }
-                        NetlinkPayload::Done(_) => return Ok(out),
-                        NetlinkPayload::InnerMessage(m) => out.push(m),
-                        _ => {}
+                        NLMSG_DONE => return Ok(()),
+                        _ => each(kind, msg)?,
                     }
                 }
-                if len == 0 {
-                    break;
-                }
-                off += len;
+                off += (len + 3) & !3;
             }
         }
+    }
+
+    /// Sends one request and collects the replies until the ACK (or the end of a dump).
+    fn request(&mut self, op: &str, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>> {
+        let seq = self.send(op, msg, flags)?;
+        let mut out = Vec::new();
+        self.replies(op, seq, |_, raw| {
+            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw).map_err(|e| NlError {
+                op: op.to_owned(),
+                errno: libc::EIO,
+                message: format!("decode reply: {e}"),
+            })?;
+            if let NetlinkPayload::InnerMessage(m) = msg.payload {
+                out.push(m);
+            }
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// The index of the link named `name`, or None.
@@ -125,44 +144,18 @@ impl Netlink {
         m.attributes.push(LinkAttribute::IfName(name.to_owned()));
         let seq = self.send(&op, RouteNetlinkMessage::GetLink(m), 0)?;
         let mut index = None;
-        let mut rbuf = vec![0u8; 64 * 1024];
-        loop {
-            let n = self.sock.recv(&mut &mut rbuf[..], 0).map_err(|e| io_err(&op, e))?;
-            let mut off = 0;
-            while off + NLMSG_HDR_LEN <= n {
-                let h = &rbuf[off..n];
-                let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
-                let kind = u16::from_ne_bytes([h[4], h[5]]);
-                let mseq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
-                if len < NLMSG_HDR_LEN || len > h.len() {
-                    return Err(NlError { op, errno: libc::EIO, message: format!("bad reply length {len}") });
-                }
-                let body = &h[NLMSG_HDR_LEN..len];
-                if mseq == seq {
-                    match kind {
-                        // struct nlmsgerr: the (negative) errno first; 0 is the ACK.
-                        NLMSG_ERROR if body.len() >= 4 => {
-                            let code = i32::from_ne_bytes([body[0], body[1], body[2], body[3]]);
-                            return match -code {
-                                0 => Ok(index),
-                                libc::ENODEV => Ok(None),
-                                errno => Err(NlError {
-                                    op,
-                                    errno,
-                                    message: std::io::Error::from_raw_os_error(errno).to_string(),
-                                }),
-                            };
-                        }
-                        NLMSG_DONE => return Ok(index),
-                        // struct ifinfomsg: family, pad, type (u16), then the index (i32).
-                        RTM_NEWLINK if body.len() >= 8 => {
-                            index = Some(u32::from_ne_bytes([body[4], body[5], body[6], body[7]]));
-                        }
-                        _ => {}
-                    }
-                }
-                off += (len + 3) & !3;
+        let read = self.replies(&op, seq, |kind, raw| {
+            // struct ifinfomsg after the header: family, pad, type (u16), then the index (i32).
+            if kind == RTM_NEWLINK && raw.len() >= NLMSG_HDR_LEN + 8 {
+                let b = &raw[NLMSG_HDR_LEN + 4..NLMSG_HDR_LEN + 8];
+                index = Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
             }
+            Ok(())
+        });
+        match read {
+            Ok(()) => Ok(index),
+            Err(e) if e.errno == libc::ENODEV => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
