@@ -146,18 +146,11 @@ pub fn attach(
             if let Some(gw) = a.gateway {
                 inside.add_default_route(gw).map_err(|x| x.to_string())?;
             }
-            let br = host
-                .link_index(&a.bridge)
-                .map_err(|x| x.to_string())?
-                .ok_or_else(|| format!("bridge `{}` does not exist", a.bridge))?;
             let hidx = host
                 .link_index(&a.host_veth)
                 .map_err(|x| x.to_string())?
                 .ok_or_else(|| format!("`{}` vanished", a.host_veth))?;
-            host.set_up(hidx, Some(br)).map_err(|x| x.to_string())?;
-            // Hairpin: a container reaching its own published port gets the reply back
-            // through the port it came in on.
-            let _ = std::fs::write(format!("/sys/class/net/{}/brport/hairpin_mode", a.host_veth), "1");
+            join_bridge(&mut host, hidx, a)?;
         }
         if !dns {
             return Ok(None);
@@ -185,6 +178,13 @@ fn finish_prepared(p: PreparedVeth, a: &Attach) -> Result<(), String> {
         inner.add_default_route(gw).map_err(|x| x.to_string())?;
     }
     let mut host = Netlink::open().map_err(|x| x.to_string())?;
+    join_bridge(&mut host, host_index, a)
+}
+
+/// Brings the host end of `a`'s veth pair (link `host_index`) up on `a`'s bridge, in hairpin
+/// mode: a container reaching its own published port gets the reply back through the port it
+/// came in on.
+fn join_bridge(host: &mut Netlink, host_index: u32, a: &Attach) -> Result<(), String> {
     let br = host
         .link_index(&a.bridge)
         .map_err(|x| x.to_string())?
