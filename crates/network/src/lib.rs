@@ -46,28 +46,28 @@ impl NetworkError {
 
 /// Creates a network namespace pinned at `path` with `lo` up.
 pub fn create_netns(path: &Path) -> Result<(), NetworkError> {
-    make_netns(path, false).map(|_| ())
+    make_netns(path, || Ok(()))
 }
 
-/// [`create_netns`], and with `socket` an rtnetlink socket opened inside the new namespace
-/// (where it stays, whichever thread uses it).
-pub(crate) fn make_netns(path: &Path, socket: bool) -> Result<Option<netlink::Netlink>, NetworkError> {
+/// [`create_netns`], then `inside` run in the new namespace (what it opens there, a netlink
+/// socket say, stays there whichever thread uses it).
+pub(crate) fn make_netns<T: Send + 'static>(
+    path: &Path,
+    inside: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, NetworkError> {
     let err = |message: String| NetworkError::CreateNetns { path: path.to_owned(), message };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     }
     std::fs::File::create(path).map_err(|e| err(e.to_string()))?;
     let target = path.to_owned();
-    let result = std::thread::spawn(move || -> Result<Option<netlink::Netlink>, String> {
+    let result = std::thread::spawn(move || -> Result<T, String> {
         unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare: {e}"))?;
         disable_ipv6();
         mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| format!("bind mount: {e}"))?;
         loopback_up().map_err(|e| format!("bring up lo: {e}"))?;
-        if !socket {
-            return Ok(None);
-        }
-        netlink::Netlink::open().map(Some).map_err(|e| e.to_string())
+        inside()
     })
     .join()
     .unwrap_or_else(|_| Err("namespace thread panicked".into()));

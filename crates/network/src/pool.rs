@@ -104,30 +104,20 @@ impl NetnsPool {
     /// one, else made now. With `veth`, the namespace comes with a [`PreparedVeth`] when the
     /// pool had one; without, it has no device but `lo`.
     pub fn take(self: &Arc<Self>, dest: &Path, veth: bool) -> Result<Option<PreparedVeth>, NetworkError> {
-        if veth {
+        let ready = if veth {
             self.want_veth.store(true, Ordering::SeqCst);
-            let ready = self.lock().veth.pop();
-            self.refill(REFILL_DELAY);
-            if let Some((src, prepared)) = ready {
-                match move_pin(&src, dest) {
-                    Ok(()) => return Ok(Some(prepared)),
-                    Err(e) => {
-                        tracing::warn!("{e}; making the namespace now");
-                        let _ = remove_netns(&src);
-                    }
-                }
-            }
+            self.lock().veth.pop().map(|(src, prepared)| (src, Some(prepared)))
         } else {
             self.want_plain.store(true, Ordering::SeqCst);
-            let ready = self.lock().plain.pop();
-            self.refill(REFILL_DELAY);
-            if let Some(src) = ready {
-                match move_pin(&src, dest) {
-                    Ok(()) => return Ok(None),
-                    Err(e) => {
-                        tracing::warn!("{e}; making the namespace now");
-                        let _ = remove_netns(&src);
-                    }
+            self.lock().plain.pop().map(|src| (src, None))
+        };
+        self.refill(REFILL_DELAY);
+        if let Some((src, prepared)) = ready {
+            match move_pin(&src, dest) {
+                Ok(()) => return Ok(prepared),
+                Err(e) => {
+                    tracing::warn!("{e}; making the namespace now");
+                    let _ = remove_netns(&src);
                 }
             }
         }
@@ -196,8 +186,7 @@ impl NetnsPool {
 
 /// A namespace pinned at `path` with a veth pair: `eth0` inside, a `veth…` peer on the host.
 fn make_with_veth(path: &Path) -> Result<PreparedVeth, NetworkError> {
-    let mut inner = make_netns(path, true)?
-        .ok_or_else(|| NetworkError::CreateNetns { path: path.to_owned(), message: "no netlink socket".into() })?;
+    let mut inner = make_netns(path, || Netlink::open().map_err(|e| e.to_string()))?;
     let made = (|| -> Result<PreparedVeth, String> {
         let ns = std::fs::File::open(path).map_err(|e| format!("open: {e}"))?;
         let mut host = Netlink::open().map_err(|e| e.to_string())?;
