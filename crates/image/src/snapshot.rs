@@ -75,16 +75,23 @@ impl Snapshots {
             return Ok(p);
         }
         let tmp = self.root.join(format!("tmp-init-{}", random_hex(8)));
+        // Modes set after creation, whatever the umask: directories 0755, files 0644.
         let made = (|| -> Result<(), ImageError> {
-            for d in ["etc", "proc", "sys", "dev/pts", "dev/shm", "dev/mqueue"] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path, m: u32| {
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).map_err(io_err("chmod", p))
+            };
+            for d in ["", "etc", "proc", "sys", "dev", "dev/pts", "dev/shm", "dev/mqueue"] {
                 let d = tmp.join(d);
                 std::fs::create_dir_all(&d).map_err(io_err("create", &d))?;
+                mode(&d, 0o755)?;
             }
             for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
                 let f = tmp.join(f);
                 std::fs::write(&f, "").map_err(io_err("create", &f))?;
+                mode(&f, 0o644)?;
             }
-            set_modes(&tmp)
+            Ok(())
         })();
         if let Err(e) = made {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -276,31 +283,6 @@ pub fn is_mounted(target: &Path) -> bool {
         (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
         _ => false,
     }
-}
-
-/// The init layer's modes, whatever the umask: directories 0755, files 0644, all root's.
-fn set_modes(dir: &Path) -> Result<(), ImageError> {
-    use std::os::unix::fs::PermissionsExt;
-    for e in walk(dir) {
-        let mode = if e.is_dir() { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&e, std::fs::Permissions::from_mode(mode)).map_err(io_err("chmod", &e))?;
-    }
-    Ok(())
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = vec![dir.to_owned()];
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
