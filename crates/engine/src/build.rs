@@ -260,7 +260,6 @@ impl EngineRunner {
             sysctl: Default::default(),
         };
         let bundle = paths.bundle(&step.id);
-        std::fs::create_dir_all(&bundle).map_err(runner_err)?;
         spec.write_bundle(&bundle).map_err(runner_err)?;
         let cfg = ShimConfig {
             container_id: step.id.clone(),

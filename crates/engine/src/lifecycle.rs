@@ -520,8 +520,6 @@ impl Engine {
                 sysctl: h.sysctls.clone(),
             };
             let bundle = paths.bundle(&id);
-            std::fs::create_dir_all(&bundle)
-                .map_err(|e| EngineError::Internal(format!("create `{}`: {e}", bundle.display())))?;
             spec.write_bundle(&bundle)?;
             let shim = ShimConfig {
                 container_id: id.clone(),

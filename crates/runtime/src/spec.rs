@@ -521,9 +521,10 @@ impl RunSpec {
         })
     }
 
-    /// Writes `config.json` into `bundle` atomically.
+    /// Writes `config.json` into `bundle` atomically, making the directory if it is missing.
     pub fn write_bundle(&self, bundle: &Path) -> Result<(), RuntimeError> {
         let spec = self.to_oci()?;
+        std::fs::create_dir_all(bundle).map_err(|source| RuntimeError::Io { path: bundle.to_owned(), source })?;
         let tmp = bundle.join("config.json.tmp");
         spec.save(&tmp)
             .map_err(|e| RuntimeError::Io { path: tmp.clone(), source: std::io::Error::other(e.to_string()) })?;
