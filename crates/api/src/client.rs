@@ -188,24 +188,33 @@ impl Client {
     }
 
     /// Sends a request that upgrades the connection (attach, exec start) and returns the raw
-    /// stream and whether it is multiplexed.
-    pub async fn hijack<B: Serialize>(&self, path: &str, body: Option<&B>) -> Result<(Box<dyn Io>, bool), ClientError> {
-        let v = self.version().await?.to_owned();
+    /// stream and whether it is multiplexed. `tty`: whether the process has a terminal (its
+    /// stream is then raw). Daemons before API 1.42 label every such stream
+    /// `vnd.docker.raw-stream`, multiplexed or not: with them, as with a daemon that names no
+    /// type, `tty` decides, as it does in the docker CLI.
+    pub async fn hijack<B: Serialize>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+        tty: bool,
+    ) -> Result<(Box<dyn Io>, bool), ClientError> {
         let mut headers = vec![("Connection", "Upgrade".to_owned()), ("Upgrade", "tcp".to_owned())];
         let body = match body {
             Some(b) => {
                 headers.push(("Content-Type", "application/json".to_owned()));
-                full(serde_json::to_vec(b).map_err(|e| ClientError::Decode(e.to_string()))?)
+                Bytes::from(serde_json::to_vec(b).map_err(|e| ClientError::Decode(e.to_string()))?)
             }
-            None => empty(),
+            None => Bytes::new(),
         };
-        let resp = self.send_raw(Method::POST, &format!("/v{v}{path}"), headers, body).await?;
+        let v = self.version().await?.to_owned();
+        let resp = self.send_raw(Method::POST, &format!("/v{v}{path}"), headers, full(body)).await?;
         let resp = check(resp).await?;
-        let multiplexed = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(|ct| ct != "application/vnd.docker.raw-stream");
+        let typed = self.version.get().is_some_and(|v| !version_lt(v, "1.42"));
+        let multiplexed = match resp.headers().get("content-type").and_then(|v| v.to_str().ok()) {
+            Some("application/vnd.docker.multiplexed-stream") => true,
+            Some("application/vnd.docker.raw-stream") if typed => false,
+            _ => !tty,
+        };
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Err(ClientError::Http(format!("expected 101 Switching Protocols, got {}", resp.status())));
         }

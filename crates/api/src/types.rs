@@ -183,6 +183,7 @@ pub struct Ulimit {
 #[serde(rename_all = "PascalCase", default)]
 pub struct CreateResponse {
     pub id: String,
+    #[serde(deserialize_with = "nullable_vec")]
     pub warnings: Vec<String>,
 }
 
@@ -197,18 +198,22 @@ pub struct IdResponse {
 #[serde(rename_all = "PascalCase", default)]
 pub struct ContainerSummary {
     pub id: String,
+    #[serde(deserialize_with = "nullable_vec")]
     pub names: Vec<String>,
     pub image: String,
     #[serde(rename = "ImageID")]
     pub image_id: String,
     pub command: String,
     pub created: i64,
+    #[serde(deserialize_with = "nullable_vec")]
     pub ports: Vec<Value>,
+    #[serde(deserialize_with = "nullable_map")]
     pub labels: BTreeMap<String, String>,
     pub state: String,
     pub status: String,
     pub host_config: Map,
     pub network_settings: Map,
+    #[serde(deserialize_with = "nullable_vec")]
     pub mounts: Vec<Value>,
 }
 
@@ -272,6 +277,7 @@ pub struct ContainerInspect {
     pub id: String,
     pub created: String,
     pub path: String,
+    #[serde(deserialize_with = "nullable_vec")]
     pub args: Vec<String>,
     pub state: ContainerState,
     pub image: String,
@@ -290,6 +296,7 @@ pub struct ContainerInspect {
     pub exec_ids: Option<Vec<String>>,
     pub host_config: HostConfig,
     pub graph_driver: Value,
+    #[serde(deserialize_with = "nullable_vec")]
     pub mounts: Vec<Value>,
     pub config: ContainerConfig,
     pub network_settings: Value,
@@ -312,7 +319,9 @@ pub struct WaitError {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct TopResponse {
+    #[serde(deserialize_with = "nullable_vec")]
     pub titles: Vec<String>,
+    #[serde(deserialize_with = "nullable_vec")]
     pub processes: Vec<Vec<String>>,
 }
 
@@ -354,6 +363,7 @@ pub struct ProcessConfig {
     pub user: String,
     pub tty: bool,
     pub entrypoint: String,
+    #[serde(deserialize_with = "nullable_vec")]
     pub arguments: Vec<String>,
 }
 
@@ -382,11 +392,14 @@ pub struct ExecInspect {
 pub struct ImageSummary {
     pub id: String,
     pub parent_id: String,
+    #[serde(deserialize_with = "nullable_vec")]
     pub repo_tags: Vec<String>,
+    #[serde(deserialize_with = "nullable_vec")]
     pub repo_digests: Vec<String>,
     pub created: i64,
     pub size: i64,
     pub shared_size: i64,
+    #[serde(deserialize_with = "nullable_map")]
     pub labels: BTreeMap<String, String>,
     pub containers: i64,
 }
@@ -396,7 +409,9 @@ pub struct ImageSummary {
 #[serde(rename_all = "PascalCase", default)]
 pub struct ImageInspect {
     pub id: String,
+    #[serde(deserialize_with = "nullable_vec")]
     pub repo_tags: Vec<String>,
+    #[serde(deserialize_with = "nullable_vec")]
     pub repo_digests: Vec<String>,
     pub parent: String,
     pub comment: String,
@@ -420,6 +435,7 @@ pub struct HistoryItem {
     pub id: String,
     pub created: i64,
     pub created_by: String,
+    #[serde(deserialize_with = "nullable_vec")]
     pub tags: Vec<String>,
     pub size: i64,
     pub comment: String,
@@ -444,6 +460,7 @@ pub struct ErrorResponse {
 #[serde(rename_all = "PascalCase", default)]
 pub struct Version {
     pub platform: Value,
+    #[serde(deserialize_with = "nullable_vec")]
     pub components: Vec<Value>,
     pub version: String,
     pub api_version: String,

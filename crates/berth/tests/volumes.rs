@@ -375,6 +375,45 @@ impl RealDocker {
             .output()
             .expect("docker")
     }
+
+    /// The berth CLI, driving this dockerd.
+    fn berth(&self, args: &[&str]) -> std::process::Output {
+        Command::new(common::BERTH)
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.dir.path().join("d.sock").display()))
+            .env("DOCKER_CONFIG", self.dir.path().join("cfg"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("berth")
+    }
+}
+
+/// The berth CLI speaks only the Engine API, so it drives a real Docker daemon too: one whose
+/// API (1.41) is older than the client's, whose lists hold nulls, and whose attach and exec
+/// streams are labelled raw even when they are multiplexed.
+#[test]
+fn root_berth_cli_drives_real_docker() {
+    if !can_run() {
+        return;
+    }
+    let Some(real) = RealDocker::start() else {
+        eprintln!("skipped: no dockerd");
+        return;
+    };
+    let tarball = common::busybox_tar();
+    ok(&real.berth(&["import", "-c", "CMD [\"sh\"]", tarball.to_str().expect("utf8"), "busybox:latest"]));
+    // `Labels` and `RepoDigests` are null in Docker's image list, `Tags` in its history.
+    let images = ok(&real.berth(&["images"]));
+    assert!(images.lines().any(|l| l.starts_with("busybox ") && l.contains("latest")), "{images}");
+    assert!(ok(&real.berth(&["history", "busybox"])).contains("Imported from"));
+    // stdout and stderr arrive apart, without the frames' headers.
+    let o = real.berth(&["run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!((stdout(&o).as_str(), stderr(&o).as_str(), o.status.code()), ("out\n", "err\n", Some(3)));
+    ok(&real.berth(&["run", "-d", "--network", "none", "--name", "on-docker", "busybox", "sleep", "30"]));
+    assert_eq!(ok(&real.berth(&["exec", "on-docker", "echo", "in"])), "in\n");
+    assert!(ok(&real.berth(&["ps"])).contains("on-docker"));
+    ok(&real.berth(&["rm", "-f", "on-docker"]));
+    assert!(!ok(&real.berth(&["ps", "-a"])).contains("on-docker"));
 }
 
 impl Drop for RealDocker {

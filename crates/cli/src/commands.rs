@@ -474,7 +474,7 @@ async fn attach_start_wait(c: &Client, id: &str, stdin: bool, tty: bool, conditi
     // Both must be in place before the start; neither depends on the other.
     let attach_path = format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", u8::from(stdin));
     let wait_path = format!("/containers/{id}/wait?condition={condition}");
-    let (attached, wait) = tokio::join!(c.hijack::<()>(&attach_path, None), c.post_raw::<()>(&wait_path, None));
+    let (attached, wait) = tokio::join!(c.hijack::<()>(&attach_path, None, tty), c.post_raw::<()>(&wait_path, None));
     let (conn, multiplexed) = match attached {
         Ok(v) => v,
         Err(e) => {
@@ -577,7 +577,7 @@ async fn exec(c: &Client, a: ExecArgs) -> i32 {
         };
     }
     let (conn, multiplexed) = match c
-        .hijack(&format!("/exec/{id}/start"), Some(&ExecStart { detach: false, tty: a.tty, console_size: None }))
+        .hijack(&format!("/exec/{id}/start"), Some(&ExecStart { detach: false, tty: a.tty, console_size: None }), a.tty)
         .await
     {
         Ok(v) => v,
