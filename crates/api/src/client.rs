@@ -1,7 +1,10 @@
 //! An Engine API client over a Unix socket or TCP, one HTTP/1.1 connection per request.
 //!
-//! The API version is negotiated once with `/_ping`, as the docker CLI does, so the same
-//! client drives berth and older Docker daemons.
+//! The first request goes out with this client's API version; a daemon too old for it says so
+//! (400, "client version … is too new", as Docker and berth word it), and only then is the
+//! version negotiated with `/_ping`, as the docker CLI always does first, and the request sent
+//! again. So the same client drives berth and older Docker daemons, and a command against a
+//! current daemon does not wait for a ping first.
 
 use std::path::PathBuf;
 
@@ -141,6 +144,7 @@ impl Client {
     }
 
     /// Sends a request to `/v<version><path>`; error statuses become [`ClientError::Status`].
+    /// A streamed body cannot be sent twice: the version is negotiated first when unknown.
     pub async fn request(
         &self,
         method: Method,
@@ -153,8 +157,45 @@ impl Client {
         check(resp).await
     }
 
+    /// [`Client::request`] with a body held in memory: while the version is unknown it goes
+    /// out with ours, and again with the negotiated one if the daemon is older (see the module
+    /// comment).
+    async fn request_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        headers: Vec<(&str, String)>,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, ClientError> {
+        if let Some(v) = self.version.get() {
+            let resp = self.send_raw(method, &format!("/v{v}{path}"), headers, full(body)).await?;
+            return check(resp).await;
+        }
+        let ours = crate::API_VERSION;
+        let first =
+            self.send_raw(method.clone(), &format!("/v{ours}{path}"), headers.clone(), full(body.clone())).await?;
+        match check(first).await {
+            Ok(resp) => {
+                // Accepted: the daemon's version is at least ours, so ours is the one to use.
+                let _ = self.version.set(ours.to_owned());
+                Ok(resp)
+            }
+            Err(ClientError::Status { status, message })
+                if message.contains("client version") && message.contains("is too new") =>
+            {
+                let v = self.version().await?.to_owned();
+                if v == ours {
+                    return Err(ClientError::Status { status, message });
+                }
+                let resp = self.send_raw(method, &format!("/v{v}{path}"), headers, full(body)).await?;
+                check(resp).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let resp = self.request(Method::GET, path, Vec::new(), empty()).await?;
+        let resp = self.request_bytes(Method::GET, path, Vec::new(), Bytes::new()).await?;
         decode(resp).await
     }
 
@@ -176,15 +217,15 @@ impl Client {
         let (headers, body) = match body {
             Some(b) => (
                 vec![("Content-Type", "application/json".to_owned())],
-                full(serde_json::to_vec(b).map_err(|e| ClientError::Decode(e.to_string()))?),
+                Bytes::from(serde_json::to_vec(b).map_err(|e| ClientError::Decode(e.to_string()))?),
             ),
-            None => (Vec::new(), empty()),
+            None => (Vec::new(), Bytes::new()),
         };
-        self.request(Method::POST, path, headers, body).await
+        self.request_bytes(Method::POST, path, headers, body).await
     }
 
     pub async fn delete(&self, path: &str) -> Result<Response<Incoming>, ClientError> {
-        self.request(Method::DELETE, path, Vec::new(), empty()).await
+        self.request_bytes(Method::DELETE, path, Vec::new(), Bytes::new()).await
     }
 
     /// Sends a request that upgrades the connection (attach, exec start) and returns the raw
@@ -206,9 +247,7 @@ impl Client {
             }
             None => Bytes::new(),
         };
-        let v = self.version().await?.to_owned();
-        let resp = self.send_raw(Method::POST, &format!("/v{v}{path}"), headers, full(body)).await?;
-        let resp = check(resp).await?;
+        let resp = self.request_bytes(Method::POST, path, headers, body).await?;
         let typed = self.version.get().is_some_and(|v| !version_lt(v, "1.42"));
         let multiplexed = match resp.headers().get("content-type").and_then(|v| v.to_str().ok()) {
             Some("application/vnd.docker.multiplexed-stream") => true,
@@ -251,6 +290,83 @@ pub fn version_lt(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Removes the fake daemon's socket.
+    struct Unlink(PathBuf);
+
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// A daemon speaking API `max` on a fresh socket; returns the client and the paths it has
+    /// been asked for.
+    async fn fake_daemon(max: &'static str) -> (Client, std::sync::Arc<std::sync::Mutex<Vec<String>>>, Unlink) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("berth-client-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&buf).lines().next().unwrap_or_default().to_owned();
+                let path = line.split(' ').nth(1).unwrap_or_default().to_owned();
+                log.lock().expect("log").push(path.clone());
+                let (status, body) = if path == "/_ping" {
+                    ("200 OK", "OK".to_owned())
+                } else if path.starts_with(&format!("/v{max}/")) {
+                    ("200 OK", "{}".to_owned())
+                } else {
+                    let v = path.trim_start_matches("/v").split('/').next().unwrap_or_default().to_owned();
+                    (
+                        "400 Bad Request",
+                        format!(
+                            "{{\"message\":\"client version {v} is too new. Maximum supported API version is {max}\"}}"
+                        ),
+                    )
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nApi-Version: {max}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            }
+        });
+        (Client::new(&format!("unix://{}", path.display())).expect("client"), seen, Unlink(path))
+    }
+
+    #[tokio::test]
+    async fn a_current_daemon_is_not_pinged() {
+        let (c, seen, _socket) = fake_daemon(crate::API_VERSION).await;
+        let _: serde_json::Value = c.get("/info").await.expect("info");
+        let _: serde_json::Value = c.post::<(), _>("/containers/x/start", None).await.expect("start");
+        assert_eq!(
+            *seen.lock().expect("seen"),
+            [format!("/v{0}/info", crate::API_VERSION), format!("/v{0}/containers/x/start", crate::API_VERSION)]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_older_daemon_gets_the_request_again_in_its_version() {
+        let (c, seen, _socket) = fake_daemon("1.41").await;
+        let _: serde_json::Value = c.get("/info").await.expect("info, after negotiating");
+        let _: serde_json::Value = c.get("/version").await.expect("version");
+        let want =
+            [format!("/v{}/info", crate::API_VERSION), "/_ping".into(), "/v1.41/info".into(), "/v1.41/version".into()];
+        assert_eq!(*seen.lock().expect("seen"), want);
+    }
 
     #[test]
     fn versions_compare_numerically() {
