@@ -153,6 +153,18 @@ impl Client {
         body: Body,
     ) -> Result<Response<Incoming>, ClientError> {
         let v = self.version().await?.to_owned();
+        self.send_in(&v, method, path, headers, body).await
+    }
+
+    /// Sends a request to `/v<v><path>`; error statuses become [`ClientError::Status`].
+    async fn send_in(
+        &self,
+        v: &str,
+        method: Method,
+        path: &str,
+        headers: Vec<(&str, String)>,
+        body: Body,
+    ) -> Result<Response<Incoming>, ClientError> {
         let resp = self.send_raw(method, &format!("/v{v}{path}"), headers, body).await?;
         check(resp).await
     }
@@ -168,13 +180,10 @@ impl Client {
         body: Bytes,
     ) -> Result<Response<Incoming>, ClientError> {
         if let Some(v) = self.version.get() {
-            let resp = self.send_raw(method, &format!("/v{v}{path}"), headers, full(body)).await?;
-            return check(resp).await;
+            return self.send_in(v, method, path, headers, full(body)).await;
         }
         let ours = crate::API_VERSION;
-        let first =
-            self.send_raw(method.clone(), &format!("/v{ours}{path}"), headers.clone(), full(body.clone())).await?;
-        match check(first).await {
+        match self.send_in(ours, method.clone(), path, headers.clone(), full(body.clone())).await {
             Ok(resp) => {
                 // Accepted: the daemon's version is at least ours, so ours is the one to use.
                 let _ = self.version.set(ours.to_owned());
@@ -187,8 +196,7 @@ impl Client {
                 if v == ours {
                     return Err(ClientError::Status { status, message });
                 }
-                let resp = self.send_raw(method, &format!("/v{v}{path}"), headers, full(body)).await?;
-                check(resp).await
+                self.send_in(&v, method, path, headers, full(body)).await
             }
             Err(e) => Err(e),
         }

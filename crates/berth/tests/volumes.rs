@@ -368,23 +368,23 @@ impl RealDocker {
     }
 
     fn docker(&self, args: &[&str]) -> std::process::Output {
-        Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.dir.path().join("d.sock").display()))
-            .env("DOCKER_CONFIG", self.dir.path().join("cfg"))
-            .output()
-            .expect("docker")
+        self.client("docker", args)
     }
 
     /// The berth CLI, driving this dockerd.
     fn berth(&self, args: &[&str]) -> std::process::Output {
-        Command::new(common::BERTH)
+        self.client(common::BERTH, args)
+    }
+
+    /// `program` (a CLI of the Engine API) run against this dockerd.
+    fn client(&self, program: &str, args: &[&str]) -> std::process::Output {
+        Command::new(program)
             .args(args)
             .env("DOCKER_HOST", format!("unix://{}", self.dir.path().join("d.sock").display()))
             .env("DOCKER_CONFIG", self.dir.path().join("cfg"))
             .stdin(std::process::Stdio::null())
             .output()
-            .expect("berth")
+            .unwrap_or_else(|e| panic!("{program}: {e}"))
     }
 }
 
