@@ -35,13 +35,8 @@ impl Controller for CpuSet {
     type Resource = LinuxCpu;
 
     fn add_task(pid: Pid, cgroup_path: &Path) -> Result<(), Self::Error> {
-        fs::create_dir_all(cgroup_path).wrap_create_dir(cgroup_path)?;
-
-        Self::ensure_not_empty(cgroup_path, CGROUP_CPUSET_CPUS)?;
-        Self::ensure_not_empty(cgroup_path, CGROUP_CPUSET_MEMS)?;
-
-        common::write_cgroup_file(cgroup_path.join(CGROUP_PROCS), pid)?;
-        Ok(())
+        let mount = util::get_subsystem_mount_point(&ControllerType::CpuSet)?;
+        Self::add_task_under(pid, cgroup_path, &mount)
     }
 
     fn apply(controller_opt: &ControllerOpt, cgroup_path: &Path) -> Result<(), Self::Error> {
@@ -66,6 +61,23 @@ impl Controller for CpuSet {
 }
 
 impl CpuSet {
+    /// berth: [`Controller::add_task`] with the cpuset hierarchy's mount point given (the
+    /// manager found it with the others), instead of read from mountinfo for each of the two
+    /// files `ensure_not_empty` fills.
+    pub(crate) fn add_task_under(
+        pid: Pid,
+        cgroup_path: &Path,
+        mount_point: &Path,
+    ) -> Result<(), V1CpuSetControllerError> {
+        fs::create_dir_all(cgroup_path).wrap_create_dir(cgroup_path)?;
+
+        Self::ensure_not_empty(cgroup_path, mount_point, CGROUP_CPUSET_CPUS)?;
+        Self::ensure_not_empty(cgroup_path, mount_point, CGROUP_CPUSET_MEMS)?;
+
+        common::write_cgroup_file(cgroup_path.join(CGROUP_PROCS), pid)?;
+        Ok(())
+    }
+
     fn apply(cgroup_path: &Path, cpuset: &LinuxCpu) -> Result<(), V1CpuSetControllerError> {
         if let Some(cpus) = &cpuset.cpus() {
             common::write_cgroup_file_str(cgroup_path.join(CGROUP_CPUSET_CPUS), cpus)?;
@@ -82,9 +94,10 @@ impl CpuSet {
     // Errno 28 (no space left on device) will be returned. Therefore we set the value from the parent if required.
     fn ensure_not_empty(
         cgroup_path: &Path,
+        mount_point: &Path,
         interface_file: &str,
     ) -> Result<(), V1CpuSetControllerError> {
-        let mut current = util::get_subsystem_mount_point(&ControllerType::CpuSet)?;
+        let mut current = mount_point.to_path_buf();
         let relative_cgroup_path = cgroup_path.strip_prefix(&current).map_err(|err| {
             V1CpuSetControllerError::BadCgroupPath {
                 err,

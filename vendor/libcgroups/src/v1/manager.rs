@@ -32,6 +32,9 @@ use crate::stats::{PidStatsError, Stats, StatsProvider};
 
 pub struct Manager {
     subsystems: HashMap<CtrlType, PathBuf>,
+    /// berth: the cpuset hierarchy's mount point, found with the others in `new`, so that
+    /// `add_task` need not read mountinfo again (twice) to fill an empty cpuset.
+    cpuset_mount: Option<PathBuf>,
 }
 
 #[derive(thiserror::Error, Debug)]
@@ -102,7 +105,13 @@ impl Manager {
             }
         }
 
-        Ok(Manager { subsystems })
+        let cpuset_mount = mount_points
+            .ok()
+            .and_then(|m| util::subsystem_mount_point_in(&m, &CtrlType::CpuSet).ok());
+        Ok(Manager {
+            subsystems,
+            cpuset_mount,
+        })
     }
 
     fn process_cgroups() -> Result<ProcessCGroups, V1ManagerError> {
@@ -197,7 +206,11 @@ impl CgroupManager for Manager {
             match ctrl_type {
                 CtrlType::Cpu => Cpu::add_task(pid, cgroup_path)?,
                 CtrlType::CpuAcct => CpuAcct::add_task(pid, cgroup_path)?,
-                CtrlType::CpuSet => CpuSet::add_task(pid, cgroup_path)?,
+                // berth: with the mount point found in `new`.
+                CtrlType::CpuSet => match &self.cpuset_mount {
+                    Some(mount) => CpuSet::add_task_under(pid, cgroup_path, mount)?,
+                    None => CpuSet::add_task(pid, cgroup_path)?,
+                },
                 CtrlType::Devices => Devices::add_task(pid, cgroup_path)?,
                 CtrlType::HugeTlb => HugeTlb::add_task(pid, cgroup_path)?,
                 CtrlType::Memory => Memory::add_task(pid, cgroup_path)?,
