@@ -457,6 +457,16 @@ fn proc_comm(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_owned()
 }
 
+/// The descriptors `pid` has open, in order.
+fn open_fds(pid: i32) -> Vec<String> {
+    let mut fds: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read the fd directory")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort_unstable();
+    fds.into_iter().map(|f| f.to_string()).collect()
+}
+
 /// Whether `pid` runs (exists and is not a zombie).
 fn alive(pid: i32) -> bool {
     procfs::process::Process::new(pid).and_then(|p| p.stat()).is_ok_and(|s| s.state != 'Z' && s.state != 'X')
@@ -479,6 +489,12 @@ fn root_shims_are_forked_by_the_spawner_and_execd_without_it() {
     assert_eq!(proc_comm(spawner), "berth-spawner");
     assert_eq!(ppid(spawner), daemon, "the spawner is the daemon's child");
     assert_eq!(stdout(&d.berth(&["exec", "forked", "echo", "in"])), "in\n");
+    // What the spawner keeps open for its shims (the procfs handle pathrs caches) stays with
+    // them: a container's processes have their standard streams and nothing else.
+    assert_eq!(open_fds(pid), ["0", "1", "2"], "the container's init");
+    // (Not the shell's last command, or it would be `ls` itself, with its directory open.)
+    let o = d.berth(&["exec", "forked", "sh", "-c", "ls /proc/$$/fd; exit 0"]);
+    assert_eq!(stdout(&o).split_whitespace().collect::<Vec<_>>(), ["0", "1", "2"], "an exec'd process");
 
     // Without its spawner the daemon execs its shims: containers and exec sessions still run.
     // SAFETY: kill(2) on a process this test just identified.
@@ -488,7 +504,11 @@ fn root_shims_are_forked_by_the_spawner_and_execd_without_it() {
     let o = d.berth(&["run", "--rm", "busybox", "echo", "execd"]);
     assert_eq!(stdout(&o), "execd\n", "{}", stderr(&o));
     assert_eq!(stdout(&d.berth(&["exec", "forked", "echo", "still"])), "still\n");
+    assert!(d.berth(&["run", "-d", "--name", "execd", "busybox", "sleep", "60"]).status.success());
+    let execd = d.inspect("execd")["State"]["Pid"].as_i64().expect("pid") as i32;
+    assert_eq!(open_fds(execd), ["0", "1", "2"], "a container started by an exec'd shim");
     assert!(d.log().contains("the shim spawner (pid"), "{}", d.log());
+    assert!(d.berth(&["rm", "-f", "execd"]).status.success());
     assert!(d.berth(&["rm", "-f", "forked"]).status.success());
 }
 

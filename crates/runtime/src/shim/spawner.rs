@@ -87,7 +87,13 @@ fn parse_reply(b: &[u8]) -> std::io::Result<i32> {
 }
 
 fn serve(sock: OwnedFd) -> ! {
-    rename_process(c"berth-spawner", &[b"berth", b"shim-spawner"]);
+    let args = ArgArea::of_this_process();
+    args.rename(c"berth-spawner", &[b"berth", b"shim-spawner"]);
+    // libcontainer's processes (the shim, the runtime's intermediate and init) resolve paths
+    // in /proc through pathrs, which opens a private procfs instance (fsopen, fsconfig,
+    // fsmount: a new superblock) the first time a process asks, and keeps it. Opened here once,
+    // it is inherited by every shim and the processes they start, instead of made for each.
+    let _ = pathrs::procfs::ProcfsHandle::new();
     // Children are reaped by the kernel; each shim restores the default before it runs.
     // SAFETY: SIG_IGN is not a handler; nothing else runs in this process.
     let _ = unsafe { signal(Signal::SIGCHLD, SigHandler::SigIgn) };
@@ -126,7 +132,7 @@ fn serve(sock: OwnedFd) -> ! {
                 // SAFETY: as `OsStr::from_encoded_bytes_unchecked` requires, the bytes came from
                 // `as_encoded_bytes` in this same binary.
                 let path = PathBuf::from(unsafe { std::ffi::OsStr::from_encoded_bytes_unchecked(&buf[..n]) });
-                match fork_shim(&sock, &path, stdio) {
+                match fork_shim(&sock, &args, &path, stdio) {
                     Ok(pid) => format!("+{pid}"),
                     Err(e) => format!("-{e}"),
                 }
@@ -137,7 +143,7 @@ fn serve(sock: OwnedFd) -> ! {
     }
 }
 
-fn fork_shim(sock: &OwnedFd, config: &Path, stdio: [OwnedFd; 3]) -> nix::Result<i32> {
+fn fork_shim(sock: &OwnedFd, args: &ArgArea, config: &Path, stdio: [OwnedFd; 3]) -> nix::Result<i32> {
     // SAFETY: the spawner is single-threaded.
     match unsafe { fork() }? {
         ForkResult::Parent { child } => Ok(child.as_raw()),
@@ -158,31 +164,43 @@ fn fork_shim(sock: &OwnedFd, config: &Path, stdio: [OwnedFd; 3]) -> nix::Result<
                     std::mem::forget(fd);
                 }
             }
-            rename_process(c"berth-shim", &[b"berth", b"shim", config.as_os_str().as_encoded_bytes()]);
+            args.rename(c"berth-shim", &[b"berth", b"shim", config.as_os_str().as_encoded_bytes()]);
             super::main(config)
         }
     }
 }
 
-/// Names this process `comm` and shows `args` as its command line in `ps`: as much of them
-/// as fits where the daemon's command line was (the kernel reads /proc/PID/cmdline from that
-/// memory; moving it elsewhere needs CAP_SYS_RESOURCE).
-fn rename_process(comm: &std::ffi::CStr, args: &[&[u8]]) {
-    // SAFETY: prctl(PR_SET_NAME) with a NUL-terminated string.
-    unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) };
-    let Ok(stat) = procfs::process::Process::myself().and_then(|p| p.stat()) else { return };
-    let (Some(start), Some(end)) = (stat.arg_start, stat.arg_end) else { return };
-    let (start, end) = (start as usize, end as usize);
-    if end <= start {
-        return;
+/// Where this process's command line is: a fork has it at the same address, so the spawner
+/// reads /proc once for all its shims.
+struct ArgArea {
+    start: usize,
+    len: usize,
+}
+
+impl ArgArea {
+    fn of_this_process() -> Self {
+        let stat = procfs::process::Process::myself().and_then(|p| p.stat()).ok();
+        let (start, end) = stat.and_then(|s| Some((s.arg_start? as usize, s.arg_end? as usize))).unwrap_or((0, 0));
+        ArgArea { start, len: end.saturating_sub(start) }
     }
-    let len = end - start;
-    let mut title: Vec<u8> = args.join(&0u8);
-    title.resize(len, 0);
-    title[len - 1] = 0;
-    // SAFETY: [arg_start, arg_end) is this process's own argument area on its stack, writable,
-    // and nothing in this process reads its arguments again.
-    unsafe { std::ptr::copy_nonoverlapping(title.as_ptr(), start as *mut u8, len) };
+
+    /// Names this process `comm` and shows `args` as its command line in `ps`: as much of
+    /// them as fits where the daemon's command line was (the kernel reads /proc/PID/cmdline
+    /// from that memory; moving it elsewhere needs CAP_SYS_RESOURCE).
+    fn rename(&self, comm: &std::ffi::CStr, args: &[&[u8]]) {
+        // SAFETY: prctl(PR_SET_NAME) with a NUL-terminated string.
+        unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) };
+        if self.len == 0 {
+            return;
+        }
+        let mut title: Vec<u8> = args.join(&0u8);
+        title.resize(self.len, 0);
+        title[self.len - 1] = 0;
+        // SAFETY: [start, start + len) is this process's own argument area on its stack (the
+        // spawner's, copied by fork to the same address), writable, and nothing in this
+        // process reads its arguments again.
+        unsafe { std::ptr::copy_nonoverlapping(title.as_ptr(), self.start as *mut u8, self.len) };
+    }
 }
 
 #[cfg(test)]
