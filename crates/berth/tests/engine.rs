@@ -329,14 +329,21 @@ fn root_removal_leaves_nothing_behind_even_across_a_crash() {
         assert_eq!(stdout(&d.berth(&["wait", name])), "0\n");
         ids.push(d.inspect(name)["Id"].as_str().expect("id").to_owned());
     }
-    // The runtime's files (OCI bundle, shim's configuration, log and lock, exit status) are
-    // in the exec root; the data root keeps the layer, the /etc files and the log.
+    // The runtime's files (OCI bundle, shim's configuration, log and lock, exit status) and
+    // the /etc files are in the exec root; the data root keeps the layer and the log.
     let bundle = d.exec_root().join("bundles").join(&ids[0]);
-    for f in ["config.json", "shim.json", "shim.log", "shim.lock", "exit.json"] {
+    for f in ["config.json", "shim.json", "shim.log", "shim.lock", "exit.json", "hosts", "hostname", "resolv.conf"] {
         assert!(bundle.join(f).exists(), "{f} in the bundle");
         assert!(!d.data_root().join("containers").join(&ids[0]).join(f).exists(), "{f} not in the data root");
     }
-    assert!(d.data_root().join("containers").join(&ids[0]).join("hosts").exists());
+    let inspect = d.inspect("gone1");
+    for (key, f) in [("HostsPath", "hosts"), ("HostnamePath", "hostname"), ("ResolvConfPath", "resolv.conf")] {
+        assert_eq!(inspect[key].as_str(), bundle.join(f).to_str(), "{key}");
+    }
+    // A stopped container's /etc files are still what `cp` reads.
+    let o = d.berth(&["cp", "gone1:/etc/hostname", "-"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&ids[0][..12]), "cp gets the container's hostname");
     assert!(d.berth(&["rm", "gone1", "gone2"]).status.success());
     let o = d.berth(&["run", "--rm", "busybox", "true"]);
     assert!(o.status.success(), "{}", stderr(&o));

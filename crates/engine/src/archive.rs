@@ -284,7 +284,7 @@ impl Engine {
             mounts.push((m.destination.clone(), m.source.clone(), m.rw));
         }
         for f in ["resolv.conf", "hostname", "hosts"] {
-            let p = dir.join(f);
+            let p = self.paths.etc_dir(&c.id).join(f);
             if p.exists() && !mounts.iter().any(|(d, _, _)| *d == format!("/etc/{f}")) {
                 mounts.push((format!("/etc/{f}"), p, true));
             }

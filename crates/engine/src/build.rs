@@ -124,9 +124,9 @@ impl StepRunner for EngineRunner {
 
     fn run(&self, step: &RunStep, output: &mut dyn FnMut(&[u8])) -> std::result::Result<i64, BuildError> {
         let paths = &self.engine.paths;
-        // The step's directory is a container directory (bundle, /etc files): one a crash
-        // leaves behind is swept at the next start, as any record-less container directory.
-        let dir = paths.container_dir(&step.id);
+        // The step's bundle holds its /etc files, as a container's (Paths::etc_dir): one a
+        // crash leaves behind is swept at the next start, as any record-less bundle.
+        let dir = paths.etc_dir(&step.id);
         std::fs::create_dir_all(&dir).map_err(runner_err)?;
         let mode = step.network.as_str();
         let bridged = !matches!(mode, "none" | "host");
@@ -150,7 +150,6 @@ impl StepRunner for EngineRunner {
         }
         let _ = std::fs::remove_file(paths.shim_socket(&step.id));
         let _ = std::fs::remove_dir_all(paths.bundle(&step.id));
-        let _ = std::fs::remove_dir_all(&dir);
         result
     }
 }

@@ -44,13 +44,21 @@ impl Paths {
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.container_dir(id).join(format!("{id}-json.log"))
     }
-    /// A container's runtime files, which live as long as its processes and no longer: the
-    /// OCI bundle's `config.json`, the shim's configuration, log and lock, the exit status, and
-    /// exec sessions' files. On the exec root (a tmpfs under /run), as containerd keeps its
+    /// A container's runtime files: the OCI bundle's `config.json`, the shim's configuration,
+    /// log and lock, the exit status, exec sessions' files and the `/etc` files (see
+    /// [`Self::etc_dir`]). Made at the first start, removed with the container. On the exec root (a tmpfs under /run), as containerd keeps its
     /// bundles: nothing here is worth a disk write, and the data root's file system is spared
     /// creating and deleting half a dozen inodes per start.
     pub fn bundle(&self, id: &str) -> PathBuf {
         self.exec_root.join("bundles").join(id)
+    }
+    /// The directory of the container's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`,
+    /// written at each start: its bundle, where podman keeps them too (its run directory), so
+    /// that a start does not create three more inodes on the data root's file system, nor its
+    /// removal delete them. `cp` from a stopped container still finds them, until a reboot
+    /// empties the exec root (then it gets the image's files, as a container never started).
+    pub fn etc_dir(&self, id: &str) -> PathBuf {
+        self.bundle(id)
     }
     pub fn exit_file(&self, id: &str) -> PathBuf {
         self.bundle(id).join("exit.json")

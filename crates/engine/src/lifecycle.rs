@@ -461,7 +461,8 @@ impl Engine {
             let h = &rec.host_config;
             let mut mounts = Vec::new();
             for f in ["resolv.conf", "hostname", "hosts"] {
-                mounts.push(BindMount { source: dir.join(f), destination: format!("/etc/{f}"), readonly: false });
+                let source = paths.etc_dir(&id).join(f);
+                mounts.push(BindMount { source, destination: format!("/etc/{f}"), readonly: false });
             }
             let user_mounts = crate::volumes::setup_mounts(&volumes, &rec.mounts, &rootfs)?;
             // --init: a small init as PID 1 reaps zombies and forwards signals to the command.

@@ -144,6 +144,7 @@ pub async fn list(State(e): State<AppState>, q: Query) -> Result<axum::Json<Vec<
 pub fn inspect_of(e: &crate::engine::Engine, c: &Container) -> ContainerInspect {
     let r = c.snapshot();
     let dir = e.paths.container_dir(&r.id);
+    let etc = e.paths.etc_dir(&r.id);
     let mut config = r.config.clone();
     config.host_config = None;
     let s = &r.state;
@@ -167,9 +168,9 @@ pub fn inspect_of(e: &crate::engine::Engine, c: &Container) -> ContainerInspect 
             health: s.health.clone(),
         },
         image: r.image.clone(),
-        resolv_conf_path: dir.join("resolv.conf").display().to_string(),
-        hostname_path: dir.join("hostname").display().to_string(),
-        hosts_path: dir.join("hosts").display().to_string(),
+        resolv_conf_path: etc.join("resolv.conf").display().to_string(),
+        hostname_path: etc.join("hostname").display().to_string(),
+        hosts_path: etc.join("hosts").display().to_string(),
         log_path: crate::logs::log_file(&e.paths, &r.id, &r.host_config.log_config)
             .map(|p| p.display().to_string())
             .unwrap_or_default(),

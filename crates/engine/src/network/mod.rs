@@ -633,7 +633,8 @@ impl Networks {
         links: &[LinkTarget],
     ) -> Result<StartNet> {
         let id = &rec.id;
-        let dir = paths.container_dir(id);
+        let dir = paths.etc_dir(id);
+        std::fs::create_dir_all(&dir).map_err(|e| EngineError::Internal(format!("create `{}`: {e}", dir.display())))?;
         let h = &rec.host_config;
         let mode = h.network_mode.as_str();
         if mode == "host" {
@@ -642,7 +643,7 @@ impl Networks {
         }
         if let Some(other) = joined {
             for f in ["hosts", "resolv.conf"] {
-                let src = paths.container_dir(other).join(f);
+                let src = paths.etc_dir(other).join(f);
                 std::fs::copy(&src, dir.join(f))
                     .map_err(|e| EngineError::Internal(format!("copy `{}`: {e}", src.display())))?;
             }
