@@ -4,14 +4,16 @@
 # Prints a markdown table of medians and ratios to raw crun. Run as root from the repo root:
 #   cargo build --release && bench/start-latency.sh [RUNS]
 #
-# Two columns: back to back (hyperfine, one run right after the other) and isolated (50 ms
-# apart). They differ because of one kernel cost: the first move of a process into a cgroup
-# after a quiet spell waits a full RCU grace period (~10 ms here) for the cgroup threadgroup
-# lock, and a move that comes within a grace period of the previous one does not. Back to back,
-# raw crun (~10 ms a run) always lands in its previous run's window; berth's runs are longer
-# and each pays the wait. Isolated, every engine pays it once per start.
-# A third table times crun and berth --network none interleaved (bench/ab.py), in turn, so that
-# the drift of a shared VM between the blocks hits both alike.
+# Three columns, each timed with the engines taking turns (bench/ab.py), so that a shared VM's
+# drift over the minutes of a run hits them all alike (timed one block after the other, the
+# same build came out 1.6x and 2.3x crun in two runs):
+# - back to back: each engine's runs in blocks of 5 in a row, the first of a block not timed
+#   (it follows another engine's run), the blocks in turn;
+# - isolated: each run 50 ms after the previous one, the engines in turn;
+# - in turn: crun and berth --network none alternately, one run each, back to back (not the
+#   bridge: the kernel tears a veth's namespace down after the run, during the next one, and
+#   that would be crun's).
+# dockerd and podman are timed on their own afterwards (hyperfine), against crun's back to back.
 # Exec roots are on tmpfs (/run), as in production (berth: /run/berth, docker: /run/docker).
 set -euo pipefail
 RUNS=${1:-20}
@@ -44,13 +46,6 @@ timeit() { # command... -> median seconds over RUNS
     echo "$e - $s" | bc -l
   done | median
 }
-isolated() { # command... -> median seconds over RUNS, each run 50 ms after the previous one
-  for _ in $(seq "$RUNS"); do
-    sleep 0.05
-    s=$EPOCHREALTIME; "$@" >/dev/null 2>&1; e=$EPOCHREALTIME
-    echo "$e - $s" | bc -l
-  done | median
-}
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 ./scripts/busybox-rootfs.sh > "$W/busybox.tar"
@@ -71,10 +66,6 @@ spawner=$(pgrep -P "$BPID" -x berth-spawner | head -1 || true)
 spawner_rss=0
 [ -n "$spawner" ] && spawner_rss=$(rss_kb "$spawner")
 berth_idle=$(( $(rss_kb $BPID) + spawner_rss ))
-berth_t=$(timeit "$BERTH" run --rm busybox true)
-berth_none_t=$(timeit "$BERTH" run --rm --network none busybox true)
-berth_iso=$(isolated "$BERTH" run --rm busybox true)
-berth_none_iso=$(isolated "$BERTH" run --rm --network none busybox true)
 cid=$("$BERTH" run -d busybox sleep 30)
 # The shim is the container's parent.
 shim=$(awk '/^PPid/ {print $2}' "/proc/$("$BERTH" inspect -f '{{.State.Pid}}' "$cid")/status" 2>/dev/null || true)
@@ -96,18 +87,21 @@ if command -v crun >/dev/null; then
     echo "note: mounted the hugetlb controller as cgroup v1 for crun (undone at exit)" >&2
   fi
   if crun run -b "$W/bundle" bench-crun >"$W/crun.err" 2>&1; then
-    crun_t=$(timeit crun run -b "$W/bundle" bench-crun)
-    crun_iso=$(isolated crun run -b "$W/bundle" bench-crun)
-    # Interleaved: crun and berth --network none in turn, so that a shared VM's drift over the
-    # minutes between the blocks above hits both alike (bench/ab.py prints medians in ms, in
-    # order). Not the bridge: the kernel tears a veth's namespace down after the run, during
-    # the next one, and that would be crun's.
-    mapfile -t inter < <(python3 "$(dirname "$0")/ab.py" "$RUNS" "crun run -b $W/bundle bench-crun" \
-      "env DOCKER_HOST=unix://$W/berth.sock $BERTH run --rm --network none busybox true" | awk '{print $1 / 1000}')
+    crun_ok=1
   else
     echo "note: crun cannot run a container here: $(cat "$W/crun.err")" >&2
   fi
 fi
+# berth (bridge, --network none) and, when it runs, crun, in turn (medians in seconds, in order).
+B="env DOCKER_HOST=unix://$W/berth.sock $BERTH run --rm"
+cmds=("$B busybox true" "$B --network none busybox true")
+[ -n "${crun_ok:-}" ] && cmds+=("crun run -b $W/bundle bench-crun")
+inturn() { python3 "$(dirname "$0")/ab.py" "$RUNS" "$@" | awk '{print $1 / 1000}'; }
+mapfile -t b2b < <(inturn --block 5 "${cmds[@]}")
+mapfile -t iso < <(inturn --gap 0.05 "${cmds[@]}")
+berth_t=${b2b[0]}; berth_none_t=${b2b[1]}; crun_t=${b2b[2]:-n/a}
+berth_iso=${iso[0]}; berth_none_iso=${iso[1]}; crun_iso=${iso[2]:-n/a}
+[ -n "${crun_ok:-}" ] && mapfile -t inter < <(inturn "${cmds[2]}" "${cmds[1]}")
 
 # dockerd on its own roots
 docker_t=n/a; docker_idle=n/a
@@ -137,16 +131,16 @@ fi
 
 ratio() { [ "$1" = n/a ] || [ "$2" = n/a ] && echo n/a || printf "%.2f" "$(echo "$1 / $2" | bc -l)"; }
 ms() { [ "$1" = n/a ] && echo n/a || printf "%.1f ms" "$(echo "$1 * 1000" | bc -l)"; }
-echo "| engine | back to back (median of $RUNS) | ÷ crun | isolated (median of $RUNS) | ÷ crun |"
+echo "| engine (medians of $RUNS runs, engines in turn) | back to back | ÷ crun | isolated | ÷ crun |"
 echo "|---|---|---|---|---|"
 echo "| raw crun run | $(ms "$crun_t") | 1.00 | $(ms "$crun_iso") | 1.00 |"
 echo "| berth --network none (crun's namespaces) | $(ms "$berth_none_t") | $(ratio "$berth_none_t" "$crun_t") | $(ms "$berth_none_iso") | $(ratio "$berth_none_iso" "$crun_iso") |"
 echo "| berth, default bridge | $(ms "$berth_t") | $(ratio "$berth_t" "$crun_t") | $(ms "$berth_iso") | $(ratio "$berth_iso" "$crun_iso") |"
-echo "| dockerd 20.10 --network none | $(ms "$docker_t") | $(ratio "$docker_t" "$crun_t") | | |"
-echo "| podman --network none | $(ms "$podman_t") | $(ratio "$podman_t" "$crun_t") | | |"
+echo "| dockerd 20.10 --network none (on its own) | $(ms "$docker_t") | $(ratio "$docker_t" "$crun_t") | | |"
+echo "| podman --network none (on its own) | $(ms "$podman_t") | $(ratio "$podman_t" "$crun_t") | | |"
 if [ "${#inter[@]}" -eq 2 ]; then
   echo
-  echo "| interleaved: crun and berth in turn, back to back ($RUNS rounds) | median | ÷ crun |"
+  echo "| in turn: crun and berth, one run each, back to back ($RUNS rounds) | median | ÷ crun |"
   echo "|---|---|---|"
   echo "| raw crun run | $(ms "${inter[0]}") | 1.00 |"
   echo "| berth --network none | $(ms "${inter[1]}") | $(ratio "${inter[1]}" "${inter[0]}") |"
