@@ -89,11 +89,6 @@ fn parse_reply(b: &[u8]) -> std::io::Result<i32> {
 fn serve(sock: OwnedFd) -> ! {
     let args = ArgArea::of_this_process();
     args.rename(c"berth-spawner", &[b"berth", b"shim-spawner"]);
-    // libcontainer's processes (the shim, the runtime's intermediate and init) resolve paths
-    // in /proc through pathrs, which opens a private procfs instance (fsopen, fsconfig,
-    // fsmount: a new superblock) the first time a process asks, and keeps it. Opened here once,
-    // it is inherited by every shim and the processes they start, instead of made for each.
-    let _ = pathrs::procfs::ProcfsHandle::new();
     // Children are reaped by the kernel; each shim restores the default before it runs.
     // SAFETY: SIG_IGN is not a handler; nothing else runs in this process.
     let _ = unsafe { signal(Signal::SIGCHLD, SigHandler::SigIgn) };
@@ -101,6 +96,13 @@ fn serve(sock: OwnedFd) -> ! {
         let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
         let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
     }
+    // libcontainer's processes (the shim, the runtime's intermediate and init) resolve paths
+    // in /proc through pathrs, which opens a private procfs instance (fsopen, fsconfig,
+    // fsmount: a new superblock) the first time a process asks, and keeps it. Opened here once,
+    // it is inherited by every shim and the processes they start, instead of made for each.
+    // After the dup2s: had it taken fd 0 or 1, they would replace it (pathrs would then stop
+    // trusting its cache, and each process would make its own again).
+    let _ = pathrs::procfs::ProcfsHandle::new();
     let mut buf = vec![0u8; 4096];
     loop {
         let mut cmsg = nix::cmsg_space!([RawFd; 3]);
