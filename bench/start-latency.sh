@@ -2,7 +2,7 @@
 # Start latency of `run --rm busybox true`, end to end, berth beside raw crun on the same
 # rootfs and, when installed, dockerd and podman; plus idle daemon RSS and per-shim RSS.
 # Prints a markdown table of medians and ratios to raw crun. Run as root from the repo root:
-#   cargo build --release && bench/start-latency.sh [RUNS]
+#   cargo build --release && [BENCH_TMP=DIR] bench/start-latency.sh [RUNS]
 #
 # Three columns, each timed with the engines taking turns (bench/ab.py), so that a shared VM's
 # drift over the minutes of a run hits them all alike (timed one block after the other, the
@@ -18,7 +18,8 @@
 set -euo pipefail
 RUNS=${1:-20}
 BERTH=${BERTH:-$PWD/target/release/berth}
-W=$(mktemp -d /tmp/berth-bench.XXXXXX)
+# Data roots (berth's, dockerd's, podman's) and the bundle go under BENCH_TMP (default /tmp).
+W=$(mktemp -d "${BENCH_TMP:-/tmp}/berth-bench.XXXXXX")
 R=$(mktemp -d /run/berth-bench.XXXXXX)
 # /run is a tmpfs on production hosts; where it is not (this VM's is on the root disk), the
 # exec roots get one of their own, or every runtime state save would flush to disk.
