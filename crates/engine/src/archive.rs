@@ -283,10 +283,9 @@ impl Engine {
         for m in rec.mounts.iter().filter(|m| m.kind != "tmpfs") {
             mounts.push((m.destination.clone(), m.source.clone(), m.rw));
         }
-        for f in ["resolv.conf", "hostname", "hosts"] {
-            let p = self.paths.etc_dir(&c.id).join(f);
-            if p.exists() && !mounts.iter().any(|(d, _, _)| *d == format!("/etc/{f}")) {
-                mounts.push((format!("/etc/{f}"), p, true));
+        for (dest, p) in self.paths.etc_mounts(&c.id) {
+            if p.exists() && !mounts.iter().any(|(d, _, _)| *d == dest) {
+                mounts.push((dest, p, true));
             }
         }
         mounts.sort_by_key(|(d, _, _)| std::cmp::Reverse(Path::new(d).components().count()));

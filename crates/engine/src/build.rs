@@ -126,8 +126,8 @@ impl StepRunner for EngineRunner {
         let paths = &self.engine.paths;
         // The step's bundle holds its /etc files, as a container's (Paths::etc_dir): one a
         // crash leaves behind is swept at the next start, as any record-less bundle.
-        let dir = paths.etc_dir(&step.id);
-        std::fs::create_dir_all(&dir).map_err(runner_err)?;
+        let etc = paths.etc_dir(&step.id);
+        std::fs::create_dir_all(&etc).map_err(runner_err)?;
         let mode = step.network.as_str();
         let bridged = !matches!(mode, "none" | "host");
         let mut netns = None;
@@ -139,7 +139,7 @@ impl StepRunner for EngineRunner {
             } else if bridged {
                 netns = self.attach_network(step)?;
             }
-            self.run_in(step, &dir, netns.as_deref(), !bridged, output)
+            self.run_in(step, &etc, netns.as_deref(), !bridged, output)
         })();
         if bridged {
             self.engine.net.teardown(&step.id);

@@ -46,9 +46,10 @@ impl Paths {
     }
     /// A container's runtime files: the OCI bundle's `config.json`, the shim's configuration,
     /// log and lock, the exit status, exec sessions' files and the `/etc` files (see
-    /// [`Self::etc_dir`]). Made at the first start, removed with the container. On the exec root (a tmpfs under /run), as containerd keeps its
-    /// bundles: nothing here is worth a disk write, and the data root's file system is spared
-    /// creating and deleting half a dozen inodes per start.
+    /// [`Self::etc_dir`]). Made at the first start, removed with the container. On the exec
+    /// root (a tmpfs under /run), as containerd keeps its bundles: nothing here is worth a disk
+    /// write, and the data root's file system is spared creating and deleting half a dozen
+    /// inodes per start.
     pub fn bundle(&self, id: &str) -> PathBuf {
         self.exec_root.join("bundles").join(id)
     }
@@ -59,6 +60,12 @@ impl Paths {
     /// empties the exec root (then it gets the image's files, as a container never started).
     pub fn etc_dir(&self, id: &str) -> PathBuf {
         self.bundle(id)
+    }
+    /// The container's `/etc` files bound from [`Self::etc_dir`]: each one's path in the
+    /// container and on the host.
+    pub fn etc_mounts(&self, id: &str) -> impl Iterator<Item = (String, PathBuf)> {
+        let dir = self.etc_dir(id);
+        ["resolv.conf", "hostname", "hosts"].into_iter().map(move |f| (format!("/etc/{f}"), dir.join(f)))
     }
     pub fn exit_file(&self, id: &str) -> PathBuf {
         self.bundle(id).join("exit.json")

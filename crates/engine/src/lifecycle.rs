@@ -459,11 +459,10 @@ impl Engine {
                 env.push("TERM=xterm".into());
             }
             let h = &rec.host_config;
-            let mut mounts = Vec::new();
-            for f in ["resolv.conf", "hostname", "hosts"] {
-                let source = paths.etc_dir(&id).join(f);
-                mounts.push(BindMount { source, destination: format!("/etc/{f}"), readonly: false });
-            }
+            let mut mounts: Vec<BindMount> = paths
+                .etc_mounts(&id)
+                .map(|(destination, source)| BindMount { source, destination, readonly: false })
+                .collect();
             let user_mounts = crate::volumes::setup_mounts(&volumes, &rec.mounts, &rootfs)?;
             // --init: a small init as PID 1 reaps zombies and forwards signals to the command.
             let mut args: Vec<String> = std::iter::once(rec.path.clone()).chain(rec.args.iter().cloned()).collect();
