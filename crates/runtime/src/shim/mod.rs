@@ -264,13 +264,17 @@ fn run(config_path: &Path) -> Result<(), String> {
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         oom_killed,
     };
-    // The exit is reported first, the runtime's state removed after: the daemon's cleanup
-    // (unmount, network) runs meanwhile. A restart's new shim, and the removal of the
-    // container, wait for this process to end (the lock).
-    write_exit_file(&shared.cfg.exit_file, &exit)?;
-    *shared.exit.lock().map_err(|_| "exit lock poisoned")? = Some(exit);
+    // The exit is reported first, written down and the runtime's state removed after: the
+    // daemon's cleanup (unmount, network) runs meanwhile. A restart's new shim, and the
+    // removal of the container, wait for this process to end (the lock). A daemon that
+    // restarts in between asks this shim while its socket is there, and reads the file once
+    // it is gone.
+    *shared.exit.lock().map_err(|_| "exit lock poisoned")? = Some(exit.clone());
     shared.exit_cv.notify_all();
     output.close_attachers();
+    if let Err(e) = write_exit_file(&shared.cfg.exit_file, &exit) {
+        eprintln!("shim: {e}");
+    }
     if let ShimKind::Init { bundle } = &shared.cfg.kind
         && let Err(e) = shared.runtime.delete_exited(&shared.cfg.container_id, bundle)
     {
