@@ -342,16 +342,17 @@ impl Engine {
     pub fn save(&self, c: &Container) -> Result<()> {
         let rec = c.snapshot();
         let text = serde_json::to_string(&rec).map_err(EngineError::internal)?;
-        self.db().execute(
-            "INSERT INTO containers (id, name, record) VALUES (?1, ?2, ?3)
+        self.db()
+            .prepare_cached(
+                "INSERT INTO containers (id, name, record) VALUES (?1, ?2, ?3)
              ON CONFLICT(id) DO UPDATE SET name = excluded.name, record = excluded.record",
-            params![rec.id, rec.state.name, text],
-        )?;
+            )?
+            .execute(params![rec.id, rec.state.name, text])?;
         Ok(())
     }
 
     pub fn delete_record(&self, id: &str) -> Result<()> {
-        self.db().execute("DELETE FROM containers WHERE id = ?1", [id])?;
+        self.db().prepare_cached("DELETE FROM containers WHERE id = ?1")?.execute([id])?;
         Ok(())
     }
 

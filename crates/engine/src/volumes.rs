@@ -147,8 +147,11 @@ impl Volumes {
     }
 
     pub fn get(&self, name: &str) -> Result<Option<Volume>> {
-        let t: Option<String> =
-            self.db().query_row("SELECT record FROM volumes WHERE name = ?1", [name], |r| r.get(0)).optional()?;
+        let t: Option<String> = self
+            .db()
+            .prepare_cached("SELECT record FROM volumes WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?;
         t.map(|t| serde_json::from_str(&t).map_err(EngineError::internal)).transpose()
     }
 
@@ -159,7 +162,7 @@ impl Volumes {
     pub fn all(&self) -> Result<Vec<Volume>> {
         let rows: Vec<String> = {
             let db = self.db();
-            let mut st = db.prepare("SELECT record FROM volumes ORDER BY name")?;
+            let mut st = db.prepare_cached("SELECT record FROM volumes ORDER BY name")?;
             st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
         };
         Ok(rows.iter().filter_map(|t| serde_json::from_str(t).ok()).collect())
@@ -198,7 +201,11 @@ impl Volumes {
         std::fs::create_dir_all(&data)
             .map_err(|e| EngineError::Internal(format!("create volume `{}`: {e}", data.display())))?;
         let text = serde_json::to_string(&v).map_err(EngineError::internal)?;
-        if let Err(e) = self.db().execute("INSERT INTO volumes (name, record) VALUES (?1, ?2)", params![name, text]) {
+        if let Err(e) = self
+            .db()
+            .prepare_cached("INSERT INTO volumes (name, record) VALUES (?1, ?2)")
+            .and_then(|mut st| st.execute(params![name, text]))
+        {
             let _ = std::fs::remove_dir_all(self.dir(&name));
             return Err(e.into());
         }
@@ -215,7 +222,7 @@ impl Volumes {
         // Rename first: a crash halfway leaves no half volume under a live name.
         let trash = self.root.join(format!("{name}.removing"));
         let dir = self.dir(name);
-        self.db().execute("DELETE FROM volumes WHERE name = ?1", [name])?;
+        self.db().prepare_cached("DELETE FROM volumes WHERE name = ?1")?.execute([name])?;
         if std::fs::rename(&dir, &trash).is_ok() {
             let _ = std::fs::remove_dir_all(&trash);
         } else {

@@ -228,9 +228,8 @@ impl ImageStore {
     fn put_record(&self, rec: &ImageRecord) -> Result<(), ImageError> {
         let text = serde_json::to_string(rec)
             .map_err(|e| ImageError::Corrupt { id: rec.id.to_string(), message: e.to_string() })?;
-        self.db().execute(
-            "INSERT INTO images (id, record, created) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
-            params![rec.id.to_string(), text, rec.created()],
+        self.db().prepare_cached(
+            "INSERT INTO images (id, record, created) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET record = excluded.record")?.execute(params![rec.id.to_string(), text, rec.created()],
         )?;
         Ok(())
     }
@@ -274,17 +273,16 @@ impl ImageStore {
     /// Remembers that `registry/repo` holds the blob `digest`, so a push to another repository
     /// of that registry can mount it instead of uploading it.
     pub fn add_blob_source(&self, digest: &Digest, registry: &str, repo: &str) -> Result<(), ImageError> {
-        self.db().execute(
-            "INSERT OR IGNORE INTO blob_sources (digest, registry, repo) VALUES (?1, ?2, ?3)",
-            params![digest.to_string(), registry, repo],
-        )?;
+        self.db()
+            .prepare_cached("INSERT OR IGNORE INTO blob_sources (digest, registry, repo) VALUES (?1, ?2, ?3)")?
+            .execute(params![digest.to_string(), registry, repo])?;
         Ok(())
     }
 
     /// Repositories of `registry` known to hold the blob `digest`.
     pub fn blob_sources(&self, digest: &Digest, registry: &str) -> Result<Vec<String>, ImageError> {
         let db = self.db();
-        let mut st = db.prepare("SELECT repo FROM blob_sources WHERE digest = ?1 AND registry = ?2")?;
+        let mut st = db.prepare_cached("SELECT repo FROM blob_sources WHERE digest = ?1 AND registry = ?2")?;
         let repos = st.query_map(params![digest.to_string(), registry], |r| r.get(0))?.collect::<Result<_, _>>()?;
         Ok(repos)
     }
@@ -296,7 +294,8 @@ impl ImageStore {
     pub fn get(&self, id: &Digest) -> Result<Option<ImageRecord>, ImageError> {
         let text: Option<String> = self
             .db()
-            .query_row("SELECT record FROM images WHERE id = ?1", [id.to_string()], |r| r.get(0))
+            .prepare_cached("SELECT record FROM images WHERE id = ?1")?
+            .query_row([id.to_string()], |r| r.get(0))
             .optional()?;
         text.map(|t| Self::row_to_record(&id.to_string(), &t)).transpose()
     }
@@ -320,7 +319,8 @@ impl ImageStore {
             }
             let id: Option<String> = self
                 .db()
-                .query_row("SELECT image_id FROM tags WHERE name = ?1", [r.to_string()], |row| row.get(0))
+                .prepare_cached("SELECT image_id FROM tags WHERE name = ?1")?
+                .query_row([r.to_string()], |row| row.get(0))
                 .optional()?;
             if let Some(id) = id {
                 let d: Digest =
@@ -332,7 +332,7 @@ impl ImageStore {
         if !hex.is_empty() && hex.len() < 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             let ids: Vec<String> = {
                 let db = self.db();
-                let mut st = db.prepare("SELECT id FROM images WHERE id LIKE ?1")?;
+                let mut st = db.prepare_cached("SELECT id FROM images WHERE id LIKE ?1")?;
                 st.query_map([format!("sha256:{hex}%")], |r| r.get(0))?.collect::<Result<_, _>>()?
             };
             if ids.len() == 1
@@ -347,7 +347,7 @@ impl ImageStore {
     pub fn all(&self) -> Result<Vec<ImageRecord>, ImageError> {
         let rows: Vec<(String, String)> = {
             let db = self.db();
-            let mut st = db.prepare("SELECT id, record FROM images ORDER BY created DESC")?;
+            let mut st = db.prepare_cached("SELECT id, record FROM images ORDER BY created DESC")?;
             st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
         };
         rows.iter().map(|(id, t)| Self::row_to_record(id, t)).collect()
@@ -357,7 +357,7 @@ impl ImageStore {
     pub fn tags_of(&self, id: &Digest) -> Result<Vec<Reference>, ImageError> {
         let names: Vec<String> = {
             let db = self.db();
-            let mut st = db.prepare("SELECT name FROM tags WHERE image_id = ?1 ORDER BY name")?;
+            let mut st = db.prepare_cached("SELECT name FROM tags WHERE image_id = ?1 ORDER BY name")?;
             st.query_map([id.to_string()], |r| r.get(0))?.collect::<Result<_, _>>()?
         };
         Ok(names.iter().filter_map(|n| Reference::parse(n).ok()).collect())
@@ -365,16 +365,17 @@ impl ImageStore {
 
     pub fn tag(&self, id: &Digest, r: &Reference) -> Result<(), ImageError> {
         let r = if r.tag().is_none() && r.digest().is_none() { r.with_tag("latest")? } else { r.clone() };
-        self.db().execute(
-            "INSERT INTO tags (name, image_id, tagged_at) VALUES (?1, ?2, ?3)
+        self.db()
+            .prepare_cached(
+                "INSERT INTO tags (name, image_id, tagged_at) VALUES (?1, ?2, ?3)
              ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id, tagged_at = excluded.tagged_at",
-            params![r.to_string(), id.to_string(), now_rfc3339()],
-        )?;
+            )?
+            .execute(params![r.to_string(), id.to_string(), now_rfc3339()])?;
         Ok(())
     }
 
     fn untag(&self, r: &Reference) -> Result<bool, ImageError> {
-        Ok(self.db().execute("DELETE FROM tags WHERE name = ?1", [r.to_string()])? > 0)
+        Ok(self.db().prepare_cached("DELETE FROM tags WHERE name = ?1")?.execute([r.to_string()])? > 0)
     }
 
     /// Removes an image or one of its tags as `docker rmi` does. `user_of` names a container
@@ -440,7 +441,7 @@ impl ImageStore {
 
     /// Deletes an image record and whatever of its content no other image uses.
     fn delete(&self, rec: &ImageRecord) -> Result<(), ImageError> {
-        self.db().execute("DELETE FROM images WHERE id = ?1", [rec.id.to_string()])?;
+        self.db().prepare_cached("DELETE FROM images WHERE id = ?1")?.execute([rec.id.to_string()])?;
         let others = self.all()?;
         for l in &rec.layers {
             if !others.iter().any(|o| o.layers.iter().any(|x| x.chain_id == l.chain_id)) {

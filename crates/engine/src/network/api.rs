@@ -179,8 +179,12 @@ impl Networks {
         drop(st);
         if let Err(e) = self.apply_firewall() {
             self.state().nets.remove(&id);
-            let _ =
-                self.db.lock().unwrap_or_else(|p| p.into_inner()).execute("DELETE FROM networks WHERE id = ?1", [&id]);
+            let _ = self
+                .db
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .prepare_cached("DELETE FROM networks WHERE id = ?1")
+                .and_then(|mut st| st.execute([&id]));
             let _ = network::endpoint::delete_link(&n.bridge);
             let _ = self.apply_firewall();
             return Err(e);
@@ -218,7 +222,11 @@ impl Networks {
                 }
             }
         }
-        self.db.lock().unwrap_or_else(|p| p.into_inner()).execute("DELETE FROM networks WHERE id = ?1", [&n.id])?;
+        self.db
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .prepare_cached("DELETE FROM networks WHERE id = ?1")?
+            .execute([&n.id])?;
         network::endpoint::delete_link(&n.bridge)?;
         self.apply_firewall()
     }

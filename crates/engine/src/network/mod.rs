@@ -290,21 +290,27 @@ impl Networks {
 
     fn save_net(&self, n: &Network) -> Result<()> {
         let text = serde_json::to_string(n).map_err(EngineError::internal)?;
-        self.db.lock().unwrap_or_else(|p| p.into_inner()).execute(
-            "INSERT INTO networks (id, name, record) VALUES (?1, ?2, ?3)
+        self.db
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .prepare_cached(
+                "INSERT INTO networks (id, name, record) VALUES (?1, ?2, ?3)
              ON CONFLICT(id) DO UPDATE SET name = excluded.name, record = excluded.record",
-            params![n.id, n.name, text],
-        )?;
+            )?
+            .execute(params![n.id, n.name, text])?;
         Ok(())
     }
 
     fn save_cont(&self, id: &str, c: &ContNet) -> Result<()> {
         let text = serde_json::to_string(c).map_err(EngineError::internal)?;
-        self.db.lock().unwrap_or_else(|p| p.into_inner()).execute(
-            "INSERT INTO endpoints (container, record) VALUES (?1, ?2)
+        self.db
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .prepare_cached(
+                "INSERT INTO endpoints (container, record) VALUES (?1, ?2)
              ON CONFLICT(container) DO UPDATE SET record = excluded.record",
-            params![id, text],
-        )?;
+            )?
+            .execute(params![id, text])?;
         Ok(())
     }
 
@@ -583,7 +589,8 @@ impl Networks {
             .db
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .execute("DELETE FROM endpoints WHERE container = ?1", [id]);
+            .prepare_cached("DELETE FROM endpoints WHERE container = ?1")
+            .and_then(|mut st| st.execute([id]));
     }
 
     pub fn rename(&self, id: &str, name: &str) {
