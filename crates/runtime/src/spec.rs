@@ -244,9 +244,12 @@ pub fn all_capabilities() -> Vec<String> {
     CAP_NAMES.iter().enumerate().filter(|(i, _)| bounding & (1u64 << i) != 0).map(|(_, n)| format!("CAP_{n}")).collect()
 }
 
-/// One of this process's capability sets (`CapBnd`, `CapEff`…) from /proc/self/status.
+/// One of this process's capability sets (`CapBnd`, `CapEff`…) from /proc/self/status, read
+/// once: a daemon's capabilities do not change, and every container start asks (the file is
+/// costly to make for a process with many threads).
 pub fn own_capabilities(set: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    static STATUS: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let status = STATUS.get_or_init(|| std::fs::read_to_string("/proc/self/status").ok()).as_deref()?;
     let hex = status.lines().find_map(|l| l.strip_prefix(set)?.strip_prefix(':'))?;
     u64::from_str_radix(hex.trim(), 16).ok()
 }
