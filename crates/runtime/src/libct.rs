@@ -28,19 +28,23 @@ pub struct Libcontainer {
     sub_cgroup: Option<String>,
 }
 
-/// Runs the process as libcontainer's default executor does, after loading a compiled seccomp
-/// program. libcontainer would compile the profile anew in every container's init, and runs
+/// Runs the process as libcontainer's default executor does, with a compiled seccomp program
+/// loaded. libcontainer would compile the profile anew in every container's init, and runs
 /// exec'd processes without one at all; this loads the program compiled once by the daemon
-/// into both. It runs after libcontainer has set the capabilities: CAP_SYS_ADMIN was kept
-/// effective (never in the bounding set) for this step and is dropped right after, so the
-/// process execs with exactly its own capabilities and cannot regain it.
+/// into both. It loads it once the init has reported ready, while the init waits for the start
+/// (the vendored libcontainer's `before_start`: the kernel's ~0.5 ms to translate and compile
+/// the program then overlaps with the runtime's work between create and start, as runc loads
+/// its filter before it waits on its exec fifo). That is after libcontainer has set the
+/// capabilities: CAP_SYS_ADMIN was kept effective (never in the bounding set) for this step
+/// and is dropped right after, so the process execs with exactly its own capabilities and
+/// cannot regain it; waiting for the start and exec are all that follow, under the filter.
 #[derive(Clone)]
 struct SeccompExecutor {
     bpf: Arc<Vec<u8>>,
 }
 
 impl Executor for SeccompExecutor {
-    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+    fn before_start(&self, spec: &Spec) -> Result<(), ExecutorError> {
         crate::seccomp::install(&self.bpf).map_err(ExecutorError::Other)?;
         let keep = spec
             .process()
@@ -51,6 +55,10 @@ impl Executor for SeccompExecutor {
         if !keep {
             drop_sys_admin().map_err(ExecutorError::Other)?;
         }
+        Ok(())
+    }
+
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         DefaultExecutor {}.exec(spec)
     }
 

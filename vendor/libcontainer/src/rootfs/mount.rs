@@ -1,4 +1,4 @@
-use std::fs::{Permissions, canonicalize};
+use std::fs::Permissions;
 use std::io::{BufRead, BufReader, ErrorKind};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -590,13 +590,28 @@ impl Mount {
 
         let source = m.source().as_ref().ok_or(MountError::NoSource)?;
         let dir_perm = Permissions::from_mode(0o755);
+        // berth: a bind's source is opened once, following symlinks as the realpath did, and
+        // that descriptor is what is checked and bound (open_tree on it, not on a path
+        // resolved again). The realpath read every component's link, each walk from `/`:
+        // some 130 `readlink`s a container start with the cgroup v1 and /etc binds.
+        let mut src_fd: Option<OwnedFd> = None;
         let src = if is_bind(m) {
-            let src = canonicalize(source).map_err(|err| {
-                tracing::error!("failed to canonicalize {:?}: {}", source, err);
-                err
-            })?;
+            let file = {
+                use std::os::unix::fs::OpenOptionsExt;
+                fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+                    .open(source)
+                    .map_err(|err| {
+                        tracing::error!("failed to open bind source {:?}: {}", source, err);
+                        err
+                    })?
+            };
+            let is_dir = file.metadata()?.is_dir();
+            src_fd = Some(file.into());
+            let src = PathBuf::from(source);
 
-            if src.is_dir() {
+            if is_dir {
                 root.mkdir_all(container_dest, &dir_perm)?;
             } else {
                 let parent = container_dest
@@ -646,10 +661,13 @@ impl Mount {
                 open_tree_flags |= libc::AT_RECURSIVE as libc::c_uint;
             };
 
-            let src_str = src.to_str().ok_or(SyscallError::Nix(Errno::EINVAL))?;
-            let mount_fd_owned =
-                self.syscall
-                    .open_tree(libc::AT_FDCWD, Some(src_str), open_tree_flags)?;
+            // berth: the source opened above (AT_EMPTY_PATH is in the flags).
+            let src_fd = src_fd.as_ref().ok_or(SyscallError::Nix(Errno::EBADF))?;
+            let mount_fd_owned = self.syscall.open_tree(
+                std::os::fd::AsRawFd::as_raw_fd(src_fd),
+                Some(""),
+                open_tree_flags,
+            )?;
             let mount_fd = mount_fd_owned.as_fd();
 
             // mount_setattr

@@ -89,6 +89,14 @@ pub trait Executor: CloneBoxExecutor {
 
         Ok(())
     }
+
+    /// berth: runs in the container's init once it has told the runtime it is ready, before it
+    /// waits for the start signal: work done here overlaps with the runtime's own between
+    /// create and start instead of following the start. A failure ends the init as one in
+    /// [`Executor::exec`] does.
+    fn before_start(&self, _spec: &Spec) -> Result<(), ExecutorError> {
+        Ok(())
+    }
 }
 
 impl<T> CloneBoxExecutor for T

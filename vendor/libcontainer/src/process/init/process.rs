@@ -444,6 +444,12 @@ pub fn container_init_process(
         InitProcessError::Channel(err)
     })?;
 
+    // berth: the executor's work that can overlap with the wait for the start.
+    args.executor.before_start(ctx.spec).map_err(|err| {
+        tracing::error!(?err, "failed to prepare the payload before the start");
+        err
+    })?;
+
     // listing on the notify socket for container start command
     ctx.notify_listener
         .wait_for_container_start()
