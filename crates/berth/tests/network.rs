@@ -131,6 +131,12 @@ fn root_published_ports_default_bridge_links_and_restart() {
     assert_eq!(d.inspect("taken")["State"]["Running"], false);
     assert!(eventually(|| ports_of(&br).1.len() == 1), "the failed start left a veth: {:?}", ports_of(&br).1);
     drop(held);
+    // A start that fails on the rootfs side (no such user) while its network, made beside it,
+    // was set up: the veth and the address go too.
+    let o = d.berth(&["run", "-d", "--name", "nouser", "-u", "nosuchuser", "busybox", "sleep", "30"]);
+    assert!(!o.status.success() && stderr(&o).contains("nosuchuser"), "{}", stderr(&o));
+    assert!(eventually(|| ports_of(&br).1.len() == 1), "the failed start left a veth: {:?}", ports_of(&br).1);
+    assert_eq!(d.inspect("nouser")["NetworkSettings"]["IPAddress"], "");
     // The rules come back after a daemon restart.
     d.kill9();
     d.spawn();
