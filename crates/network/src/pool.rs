@@ -12,9 +12,9 @@
 //!   netlink socket opened inside the namespace so that the start that takes it configures
 //!   `eth0` without entering the namespace. See [`PreparedVeth`].
 //!
-//! A start takes one by bind-mounting it where the container's namespace belongs and unpinning
-//! it from the pool; the pool is filled again on a thread of its own once the start has had its
-//! head start. A kind is made ahead of time once it has been asked for (the veth kind from the
+//! A start takes one by bind-mounting it where the container's namespace belongs; the pool's
+//! thread then unpins it from the pool at once, and fills the pool again once the start has had
+//! its head start. A kind is made ahead of time once it has been asked for (the veth kind from the
 //! outset: the default bridge is the default network). An empty pool (the first starts, or many
 //! at once) makes the namespace on the spot, as before, and the caller makes its veth.
 //!
@@ -75,6 +75,10 @@ pub struct NetnsPool {
     filling: AtomicBool,
     closed: AtomicBool,
     seq: AtomicU64,
+    /// The pool's pins of namespaces handed out, pinned at their container's path as well:
+    /// the pool's thread unpins them, so that a start does not wait for the unmount (an
+    /// expedited RCU grace period, ~150 µs).
+    handed: Mutex<Vec<PathBuf>>,
 }
 
 impl NetnsPool {
@@ -91,6 +95,7 @@ impl NetnsPool {
             filling: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             seq: AtomicU64::new(0),
+            handed: Mutex::new(Vec::new()),
         });
         pool.refill(Duration::ZERO);
         pool
@@ -111,18 +116,30 @@ impl NetnsPool {
             self.want_plain.store(true, Ordering::SeqCst);
             self.lock().plain.pop().map(|src| (src, None))
         };
-        self.refill(REFILL_DELAY);
         if let Some((src, prepared)) = ready {
-            match move_pin(&src, dest) {
-                Ok(()) => return Ok(prepared),
+            match pin_also(&src, dest) {
+                Ok(()) => {
+                    self.handed.lock().unwrap_or_else(|p| p.into_inner()).push(src);
+                    self.refill(REFILL_DELAY);
+                    return Ok(prepared);
+                }
                 Err(e) => {
                     tracing::warn!("{e}; making the namespace now");
                     let _ = remove_netns(&src);
                 }
             }
         }
+        self.refill(REFILL_DELAY);
         create_netns(dest)?;
         Ok(None)
+    }
+
+    /// Unpins the pool's pins of the namespaces handed out so far.
+    fn unpin_handed(&self) {
+        let handed = std::mem::take(&mut *self.handed.lock().unwrap_or_else(|p| p.into_inner()));
+        for src in handed {
+            let _ = remove_netns(&src);
+        }
     }
 
     /// How many namespaces are ready: (plain, with a veth pair).
@@ -139,6 +156,7 @@ impl NetnsPool {
             std::thread::sleep(Duration::from_millis(1));
         }
         *self.lock() = Ready::default();
+        self.handed.lock().unwrap_or_else(|p| p.into_inner()).clear();
         sweep(&self.dir);
         let _ = std::fs::remove_dir(&self.dir);
     }
@@ -161,22 +179,35 @@ impl NetnsPool {
         }
         let pool = self.clone();
         let spawned = std::thread::Builder::new().name("netns-pool".into()).spawn(move || {
-            std::thread::sleep(delay);
-            while !pool.closed.load(Ordering::SeqCst)
-                && let Some(veth) = pool.short()
-            {
-                let path = pool.dir.join(pool.seq.fetch_add(1, Ordering::SeqCst).to_string());
-                let made = if veth {
-                    make_with_veth(&path).map(|v| pool.lock().veth.push((path, v)))
-                } else {
-                    create_netns(&path).map(|()| pool.lock().plain.push(path))
-                };
-                if let Err(e) = made {
-                    tracing::warn!("netns pool: {e}");
+            let mut delay = delay;
+            loop {
+                // At once: a handed-out namespace must not outlive its container's removal
+                // pinned by the pool (its veth pair would stay on the bridge with the address).
+                pool.unpin_handed();
+                std::thread::sleep(delay);
+                while !pool.closed.load(Ordering::SeqCst)
+                    && let Some(veth) = pool.short()
+                {
+                    let path = pool.dir.join(pool.seq.fetch_add(1, Ordering::SeqCst).to_string());
+                    let made = if veth {
+                        make_with_veth(&path).map(|v| pool.lock().veth.push((path, v)))
+                    } else {
+                        create_netns(&path).map(|()| pool.lock().plain.push(path))
+                    };
+                    if let Err(e) = made {
+                        tracing::warn!("netns pool: {e}");
+                        break;
+                    }
+                }
+                pool.filling.store(false, Ordering::SeqCst);
+                // A take while this thread was filling found it busy and started none: its pin
+                // is unpinned here, unless a new thread has taken over meanwhile.
+                let more = !pool.handed.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+                if !more || pool.filling.swap(true, Ordering::SeqCst) {
                     break;
                 }
+                delay = Duration::ZERO;
             }
-            pool.filling.store(false, Ordering::SeqCst);
         });
         if spawned.is_err() {
             self.filling.store(false, Ordering::SeqCst);
@@ -206,8 +237,8 @@ fn make_with_veth(path: &Path) -> Result<PreparedVeth, NetworkError> {
     })
 }
 
-/// Pins the namespace pinned at `src` at `dest` as well, then unpins it from `src`.
-fn move_pin(src: &Path, dest: &Path) -> Result<(), NetworkError> {
+/// Pins the namespace pinned at `src` at `dest` as well (the pool's thread unpins `src`).
+fn pin_also(src: &Path, dest: &Path) -> Result<(), NetworkError> {
     let err = |message: String| NetworkError::CreateNetns { path: dest.to_owned(), message };
     if let Some(dir) = dest.parent() {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
@@ -219,7 +250,6 @@ fn move_pin(src: &Path, dest: &Path) -> Result<(), NetworkError> {
         let _ = std::fs::remove_file(dest);
         return Err(err(format!("bind `{}`: {e}", src.display())));
     }
-    let _ = remove_netns(src);
     Ok(())
 }
 
@@ -348,6 +378,12 @@ mod tests {
             std::fs::metadata("/proc/self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m)).expect("host");
         assert!(ino(&a) != ino(&b) && ino(&b) != ino(&c) && ino(&a) != host);
         wait_for("the refill", || pool.ready() == (2, 2));
+        // The pool's own pins of the namespaces it handed out go (on its thread): only the
+        // ready ones are left in its directory, and the handed-out ones live on, pinned where
+        // they were taken to.
+        let pinned = || std::fs::read_dir(&dir).map(|r| r.count()).unwrap_or(0);
+        wait_for("the pool to unpin what it handed out", || pinned() == 4);
+        assert!([&a, &b, &c].iter().all(|p| is_netns(p)));
         let pooled: Vec<String> = pool.lock().veth.iter().map(|(_, v)| v.host.clone()).collect();
         pool.drain();
         assert!(!dir.exists(), "a drained pool leaves no directory");
