@@ -434,6 +434,8 @@ impl Engine {
         let (joined, links) = self.net_inputs(&rec)?;
         // The network (namespace, veth pair, addresses, the /etc files) is made on a thread of
         // its own beside the rootfs: each takes about a millisecond, and neither needs the other.
+        // Its task is queued first: the blocking pool runs queued tasks in order, so it runs no
+        // later than the one below that waits for it, even with every pool thread busy.
         let (net_tx, net_rx) = std::sync::mpsc::channel();
         {
             let (net, rec, paths) = (self.net.clone(), rec.clone(), self.paths.clone());
