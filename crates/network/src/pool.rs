@@ -116,22 +116,23 @@ impl NetnsPool {
             self.want_plain.store(true, Ordering::SeqCst);
             self.lock().plain.pop().map(|src| (src, None))
         };
-        if let Some((src, prepared)) = ready {
-            match pin_also(&src, dest) {
-                Ok(()) => {
-                    self.handed.lock().unwrap_or_else(|p| p.into_inner()).push(src);
-                    self.refill(REFILL_DELAY);
-                    return Ok(prepared);
-                }
-                Err(e) => {
-                    tracing::warn!("{e}; making the namespace now");
-                    let _ = remove_netns(&src);
-                }
+        let taken = ready.and_then(|(src, prepared)| match pin_also(&src, dest) {
+            Ok(()) => {
+                // Before the refill below, whose thread unpins it.
+                self.handed.lock().unwrap_or_else(|p| p.into_inner()).push(src);
+                Some(prepared)
             }
-        }
+            Err(e) => {
+                tracing::warn!("{e}; making the namespace now");
+                let _ = remove_netns(&src);
+                None
+            }
+        });
         self.refill(REFILL_DELAY);
-        create_netns(dest)?;
-        Ok(None)
+        match taken {
+            Some(prepared) => Ok(prepared),
+            None => create_netns(dest).map(|()| None),
+        }
     }
 
     /// Unpins the pool's pins of the namespaces handed out so far.
