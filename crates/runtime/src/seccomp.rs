@@ -1165,11 +1165,15 @@ mod tests {
         }
     }
 
+    /// The actions a compiled program returns: allow, and fail with an errno.
+    const ALLOW: u32 = 0x7fff_0000;
+    fn errno(e: i64) -> u32 {
+        0x0005_0000 | e as u32
+    }
+
     #[test]
     fn the_compiled_default_profile_decides_every_syscall_in_a_few_steps() {
         let bpf = compile(&oci_profile(None, &default_caps()).expect("default")).expect("compile");
-        const ALLOW: u32 = 0x7fff_0000;
-        let errno = |e: i64| 0x0005_0000 | e as u32;
         let mut worst = (0, 0);
         for nr in 0..512 {
             let (_, steps) = evaluate(&bpf, nr, [0; 6]);
@@ -1194,18 +1198,18 @@ mod tests {
         let x32_getpid = 0x4000_0000 | libc::SYS_getpid as u32;
         let x32_mount = 0x4000_0000 | libc::SYS_mount as u32;
         if kernel_runs_x32() {
-            assert_eq!(evaluate(&bpf, x32_getpid, [0; 6]).0, 0x7fff_0000);
-            assert_eq!(evaluate(&bpf, x32_mount, [0; 6]).0, 0x0005_0000 | EPERM as u32);
+            assert_eq!(evaluate(&bpf, x32_getpid, [0; 6]).0, ALLOW);
+            assert_eq!(evaluate(&bpf, x32_mount, [0; 6]).0, errno(EPERM));
         } else {
             // What the kernel itself answers, for every x32 number, with no x32 part in the
             // program: the x86-64 part alone is smaller than both together were.
             for nr in [x32_getpid, x32_mount, 0x4000_0000, 0x4000_0000 | 1023, u32::MAX] {
-                assert_eq!(evaluate(&bpf, nr, [0; 6]).0, 0x0005_0000 | ENOSYS as u32, "{nr:#x}");
+                assert_eq!(evaluate(&bpf, nr, [0; 6]).0, errno(ENOSYS), "{nr:#x}");
             }
             assert!(bpf.len() / 8 < 1200, "{} instructions", bpf.len() / 8);
         }
         // x86-64 numbers decide as before.
-        assert_eq!(evaluate(&bpf, libc::SYS_getpid as u32, [0; 6]).0, 0x7fff_0000);
+        assert_eq!(evaluate(&bpf, libc::SYS_getpid as u32, [0; 6]).0, ALLOW);
     }
 
     #[test]
