@@ -325,7 +325,8 @@ fn root_removal_leaves_nothing_behind_even_across_a_crash() {
     let mut d = Daemon::start();
     let mut ids = Vec::new();
     for name in ["gone1", "gone2"] {
-        assert!(d.berth(&["run", "-d", "--name", name, "busybox", "true"]).status.success());
+        let script = format!("echo private-{name}; echo {name} > /etc/mine");
+        assert!(d.berth(&["run", "-d", "--name", name, "busybox", "sh", "-c", &script]).status.success());
         assert_eq!(stdout(&d.berth(&["wait", name])), "0\n");
         ids.push(d.inspect(name)["Id"].as_str().expect("id").to_owned());
     }
@@ -345,13 +346,34 @@ fn root_removal_leaves_nothing_behind_even_across_a_crash() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains(&ids[0][..12]), "cp gets the container's hostname");
     assert!(d.berth(&["rm", "gone1", "gone2"]).status.success());
-    let o = d.berth(&["run", "--rm", "busybox", "true"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    // Their directories become spares (see engine::spare) that the next containers get,
+    // emptied: neither their layer nor their log follows.
+    let o = d.berth(&["run", "--rm", "busybox", "sh", "-c", "test ! -e /etc/mine && echo clean"]);
+    assert_eq!(stdout(&o), "clean\n", "{}", stderr(&o));
+    assert!(d.berth(&["run", "--name", "fresh", "busybox", "sh", "-c", "test ! -e /etc/mine"]).status.success());
+    let o = d.berth(&["logs", "fresh"]);
+    assert_eq!((stdout(&o).as_str(), stderr(&o).as_str()), ("", ""));
+    assert_eq!(stdout(&d.berth(&["diff", "fresh"])), "");
+    assert!(d.berth(&["rm", "fresh"]).status.success());
     assert_eq!(d.terminate().and_then(|s| s.code()), Some(0));
+    // What stays on the data root is spares, empty.
     let containers = d.data_root().join("containers");
-    let left: Vec<_> =
-        std::fs::read_dir(&containers).expect("containers dir").flatten().map(|e| e.file_name()).collect();
-    assert!(left.is_empty(), "container directories left after the daemon stopped: {left:?}");
+    let left: Vec<_> = std::fs::read_dir(&containers).expect("containers dir").flatten().map(|e| e.path()).collect();
+    for dir in &left {
+        let name = dir.file_name().expect("name").to_string_lossy().into_owned();
+        assert!(name.starts_with(".spare-"), "container directory left after the daemon stopped: {name}");
+        let mut inside: Vec<_> = std::fs::read_dir(dir)
+            .expect("spare")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        inside.sort();
+        assert_eq!(inside, ["rootfs", "spare-json.log", "upper", "work"], "in {name}");
+        assert_eq!(std::fs::metadata(dir.join("spare-json.log")).expect("log").len(), 0, "{name}'s log");
+        for sub in ["rootfs", "upper", "work"] {
+            assert_eq!(std::fs::read_dir(dir.join(sub)).expect("dir").count(), 0, "{name}/{sub}");
+        }
+    }
     let state: Vec<_> = std::fs::read_dir(d.exec_root().join("runtime"))
         .expect("runtime dir")
         .flatten()
@@ -415,6 +437,10 @@ fn root_removal_leaves_nothing_behind_even_across_a_crash() {
     assert!(!fake_bundle.exists(), "the half-removed container's bundle survived the restart");
     assert!(!stray.exists(), "a bundle without a container survived the restart");
     assert!(!half.exists(), "a half-removed container directory survived the restart");
+    for e in std::fs::read_dir(&containers).expect("containers dir").flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        assert!(name.starts_with(".spare-"), "{name} in the containers directory after the restart");
+    }
     assert!(!ns.exists(), "its network namespace survived the restart");
     let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(!info.contains(&fake[..16]), "its mounts survived the restart: {info}");

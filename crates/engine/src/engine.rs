@@ -91,7 +91,14 @@ pub const REMOVING_PREFIX: &str = ".removing-";
 /// `dir`, wherever that directory was moved) and removes its network namespace, waits for its
 /// shim to finish removing the runtime's state (the lock in its bundle), deletes what the
 /// runtime left, the cgroups, the bundle and the directory.
-pub fn remove_container_files(paths: &Paths, id: &str, dir: &Path) -> Result<()> {
+/// With `spares`, the directory becomes a spare container directory when the pool wants one
+/// (see [`crate::spare`]) instead of being deleted.
+pub fn remove_container_files(
+    paths: &Paths,
+    spares: Option<&crate::spare::SpareDirs>,
+    id: &str,
+    dir: &Path,
+) -> Result<()> {
     // A `.removing-*` name found at start is not checked: an id too short to name the exec
     // root's files has none there.
     if id.len() >= 16 {
@@ -102,7 +109,7 @@ pub fn remove_container_files(paths: &Paths, id: &str, dir: &Path) -> Result<()>
     // Only an id berth made names a bundle (a `.removing-*` name found at start is not
     // trusted to stay inside the exec root).
     let bundle = is_container_id(id).then(|| paths.bundle(id));
-    let _lock = bundle
+    let lock = bundle
         .as_ref()
         .map(|b| {
             runtime::shim::proto::lock_container(
@@ -111,11 +118,13 @@ pub fn remove_container_files(paths: &Paths, id: &str, dir: &Path) -> Result<()>
             )
         })
         .transpose()
-        .map(Option::flatten)
-        .unwrap_or_else(|e| {
-            tracing::warn!("remove container {id}: {e}");
-            None
-        });
+        .map(Option::flatten);
+    // The shim is gone (or there was none): nothing writes its log any more.
+    let shim_gone = lock.is_ok();
+    let _lock = lock.unwrap_or_else(|e| {
+        tracing::warn!("remove container {id}: {e}");
+        None
+    });
     let runtime_root = paths.runtime_root();
     let rt = runtime::libct::Libcontainer::new(&runtime_root);
     let _ = runtime::Runtime::delete(&rt, id, true);
@@ -125,6 +134,9 @@ pub fn remove_container_files(paths: &Paths, id: &str, dir: &Path) -> Result<()>
     runtime::cgroups::remove_tree(&format!("/berth/{id}"));
     if let Some(b) = &bundle {
         let _ = std::fs::remove_dir_all(b);
+    }
+    if shim_gone && bundle.is_some() && spares.is_some_and(|s| s.keep(dir)) {
+        return Ok(());
     }
     match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
@@ -174,6 +186,8 @@ pub struct Engine {
     /// Work that outlives the request that started it (a removed container's files): the
     /// daemon waits for it before it exits.
     pub(crate) background: tokio_util::task::TaskTracker,
+    /// Container directories made ahead of time, or kept from removed containers.
+    pub(crate) spares: Arc<crate::spare::SpareDirs>,
 }
 
 impl Engine {
@@ -204,6 +218,10 @@ impl Engine {
         let net = tokio::task::spawn_blocking(move || crate::network::Networks::open(&root, pool, ns, rt))
             .await
             .map_err(EngineError::internal)??;
+        let containers = paths.data_root.join("containers");
+        let spares = tokio::task::spawn_blocking(move || crate::spare::SpareDirs::open(containers))
+            .await
+            .map_err(EngineError::internal)?;
         let events = crate::events::Events::open(&paths.data_root);
         let engine = Arc::new(Engine {
             paths,
@@ -218,6 +236,7 @@ impl Engine {
             events,
             started: Instant::now(),
             background: tokio_util::task::TaskTracker::new(),
+            spares,
         });
         for (id, text) in records {
             match serde_json::from_str::<Record>(&text) {

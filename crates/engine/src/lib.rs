@@ -13,7 +13,7 @@
 //!   in one match.
 //! - [`volumes`] keeps volumes and decides a container's mounts; [`archive`] reads and writes
 //!   a container's files (`cp`, `export`); [`disk`] is `system df`, the prunes and the sweep
-//!   of what a crash left at start.
+//!   of what a crash left at start; [`spare`] keeps container directories made ahead of time.
 //! - [`daemon`] is the process: options, the data-root lock, the socket, signals.
 
 pub mod archive;
@@ -32,6 +32,7 @@ pub mod logs;
 pub mod network;
 pub mod restart;
 pub mod shim;
+pub mod spare;
 pub mod volumes;
 
 pub use daemon::{DaemonOptions, run};

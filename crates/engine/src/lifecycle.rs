@@ -340,9 +340,16 @@ impl Engine {
             mounts,
         };
         let dir = self.paths.container_dir(&id);
-        tokio::fs::create_dir_all(&dir)
+        {
+            let (spares, d) = (self.spares.clone(), dir.clone());
+            let log = crate::logs::log_file(&self.paths, &id, &rec.host_config.log_config);
+            tokio::task::spawn_blocking(move || {
+                if spares.take(&d, log.as_deref()) { Ok(()) } else { std::fs::create_dir_all(&d) }
+            })
             .await
+            .map_err(EngineError::internal)?
             .map_err(|e| EngineError::Internal(format!("create `{}`: {e}", dir.display())))?;
+        }
         let mut rec = rec;
         // A name is taken atomically; a random one is drawn again (with a number, as Docker
         // does, once the plain names run short) until one is free.
@@ -878,7 +885,7 @@ impl Engine {
         self.release_volumes(&c.id, &mounts);
         let dir = self.paths.container_dir(&c.id);
         let trash = self.paths.removing_dir(&c.id);
-        let paths = self.paths.clone();
+        let (paths, spares) = (self.paths.clone(), self.spares.clone());
         let id = c.id.clone();
         let (d, t) = (dir.clone(), trash.clone());
         let moved =
@@ -886,13 +893,15 @@ impl Engine {
         let gone = match moved {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 tracing::warn!("move `{}` aside: {e}; removing it now", dir.display());
-                tokio::task::spawn_blocking(move || crate::engine::remove_container_files(&paths, &id, &dir))
-                    .await
-                    .map_err(EngineError::internal)??;
+                tokio::task::spawn_blocking(move || {
+                    crate::engine::remove_container_files(&paths, Some(&spares), &id, &dir)
+                })
+                .await
+                .map_err(EngineError::internal)??;
                 FilesGone(None)
             }
             _ => FilesGone(Some(self.background.spawn_blocking(move || {
-                if let Err(e) = crate::engine::remove_container_files(&paths, &id, &trash) {
+                if let Err(e) = crate::engine::remove_container_files(&paths, Some(&spares), &id, &trash) {
                     tracing::warn!("{e}");
                 }
             }))),
