@@ -11,10 +11,12 @@
 //! [`SpareDirs`] keeps a few such directories ready, as `containers/.spare-*`; a create renames
 //! one into place, and its empty log to the container's log name. A removed container's
 //! directory becomes a spare again while fewer than [`KEEP`] are ready: its `rootfs` (unmounted
-//! and empty) and its log (emptied) stay, its `upper` and `work` are deleted and made anew.
-//! Those two are never reused: an overlay that was detached but still lives (held by a mount
-//! namespace cloned while the container ran) keeps using its own. All of that happens off the
-//! start's path, in the removal's background task or on a thread of the pool's own.
+//! and empty) stays; its log, `upper` and `work` are deleted and made anew. Those are never
+//! reused: an overlay that was detached but still lives (held by a mount namespace cloned
+//! while the container ran) keeps using its own `upper` and `work`, and a `logs` reader that
+//! still has the removed container's log open must not read the next container's lines from
+//! it. All of that happens off the start's path, in the removal's background task or on a
+//! thread of the pool's own.
 //!
 //! Spares a daemon leaves behind are checked as a removed container's directory is, and kept
 //! or deleted, by the next one.
@@ -187,9 +189,8 @@ impl SpareDirs {
 }
 
 /// Makes a container directory fit to be a spare: `rootfs` must be there, unmounted and empty;
-/// the json-file log (`*-json.log`, or a spare's) is emptied and renamed to a spare's; `upper`,
-/// `work` and everything else (rotated logs, the `local` driver's) are deleted, then an empty
-/// `upper` and `work` made.
+/// everything else (`upper`, `work`, the logs) is deleted, then an empty `upper`, `work` and
+/// spare log made. A spare found at start that has just those, all empty, is left as it is.
 fn clean(dir: &Path) -> std::io::Result<()> {
     let rootfs = dir.join("rootfs");
     if image::snapshot::is_mounted(&rootfs) {
@@ -198,34 +199,36 @@ fn clean(dir: &Path) -> std::io::Result<()> {
     if std::fs::read_dir(&rootfs)?.next().is_some() {
         return Err(std::io::Error::other("its rootfs is not empty"));
     }
-    let mut log = None;
+    if is_spare_as_made(dir) {
+        return Ok(());
+    }
     for e in std::fs::read_dir(dir)? {
         let e = e?;
-        let name = e.file_name();
-        let ty = e.file_type()?;
-        if name == "rootfs" {
+        if e.file_name() == "rootfs" {
             continue;
         }
-        if ty.is_file() && log.is_none() && (name == LOG || name.to_string_lossy().ends_with("-json.log")) {
-            log = Some(e.path());
-            continue;
-        }
-        if ty.is_dir() {
+        if e.file_type()?.is_dir() {
             std::fs::remove_dir_all(e.path())?;
         } else {
             std::fs::remove_file(e.path())?;
         }
     }
-    let spare_log = dir.join(LOG);
-    match log {
-        Some(l) => {
-            std::fs::OpenOptions::new().write(true).open(&l)?.set_len(0)?;
-            std::fs::rename(&l, &spare_log)?;
-        }
-        None => drop(std::fs::File::create(&spare_log)?),
-    }
     std::fs::create_dir(dir.join("upper"))?;
-    std::fs::create_dir(dir.join("work"))
+    std::fs::create_dir(dir.join("work"))?;
+    std::fs::File::create(dir.join(LOG)).map(drop)
+}
+
+/// `dir` holds exactly what [`SpareDirs::make`] makes, all of it empty (a spare an earlier
+/// daemon left untouched).
+fn is_spare_as_made(dir: &Path) -> bool {
+    let empty_dir = |n: &str| std::fs::read_dir(dir.join(n)).is_ok_and(|mut r| r.next().is_none());
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    let mut names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+    names.sort();
+    names == ["rootfs", LOG, "upper", "work"]
+        && empty_dir("upper")
+        && empty_dir("work")
+        && std::fs::symlink_metadata(dir.join(LOG)).is_ok_and(|m| m.is_file() && m.len() == 0)
 }
 
 #[cfg(test)]
@@ -292,7 +295,10 @@ mod tests {
             std::fs::metadata(dir.join("upper")).expect("file system").ino(),
             std::fs::metadata(dir.join("work")).expect("file system").ino(),
         );
-        let log_ino = std::fs::metadata(dir.join("c-json.log")).expect("file system").ino();
+        // A `logs -f` of the removed container still has its log open.
+        let mut reader = std::fs::File::open(dir.join("c-json.log")).expect("file system");
+        let mut seen = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut seen).expect("read");
         assert!(pool.keep(&dir));
         assert!(!dir.exists());
         // The next create gets it (the last one kept is taken first).
@@ -300,7 +306,12 @@ mod tests {
         assert!(pool.take(&next, Some(&next.join("n-json.log"))));
         assert_eq!(names(&next), ["n-json.log", "rootfs", "upper", "work"]);
         assert_eq!(std::fs::read(next.join("n-json.log")).expect("file system"), b"");
-        assert_eq!(std::fs::metadata(next.join("n-json.log")).expect("file system").ino(), log_ino);
+        // The next container's lines are not in the file that reader has open.
+        std::fs::write(next.join("n-json.log"), "the next container's line, longer than the first\n")
+            .expect("file system");
+        seen.clear();
+        std::io::Read::read_to_string(&mut reader, &mut seen).expect("read");
+        assert_eq!(seen, "");
         assert!(names(&next.join("upper")).is_empty() && names(&next.join("work")).is_empty());
         assert_ne!(std::fs::metadata(next.join("upper")).expect("file system").ino(), upper);
         assert_ne!(std::fs::metadata(next.join("work")).expect("file system").ino(), work);
@@ -329,6 +340,18 @@ mod tests {
             let pool = SpareDirs::open(d.path().to_owned());
             wait_ready(&pool, KEEP);
         }
+        let inodes = |d: &Path| -> Vec<u64> {
+            let mut v: Vec<u64> = names(d)
+                .iter()
+                .filter(|n| n.starts_with(SPARE_PREFIX))
+                .flat_map(|n| {
+                    ["upper", "work", LOG].map(|f| std::fs::metadata(d.join(n).join(f)).expect("file system").ino())
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let before = inodes(d.path());
         // Half made: no rootfs.
         let broken = d.path().join(format!("{SPARE_PREFIX}broken"));
         std::fs::create_dir_all(broken.join("upper")).expect("file system");
@@ -337,5 +360,7 @@ mod tests {
         let left = names(d.path());
         assert_eq!(left.len(), KEEP, "{left:?}");
         assert!(left.iter().all(|n| n.starts_with(SPARE_PREFIX)) && !broken.exists());
+        // Untouched spares are kept as they are, not made again.
+        assert_eq!(inodes(d.path()), before);
     }
 }
