@@ -299,9 +299,7 @@ impl Engine {
                     let id = d.file_name().to_string_lossy().into_owned();
                     // Removed, and not yet deleted when the daemon went down.
                     if let Some(id) = id.strip_prefix(crate::engine::REMOVING_PREFIX) {
-                        if let Err(err) =
-                            crate::engine::remove_container_files(&e.paths, Some(&e.spares), id, &d.path())
-                        {
+                        if let Err(err) = crate::engine::remove_container_files(&e.paths, &e.spares, id, &d.path()) {
                             tracing::warn!("{err}");
                         }
                         continue;

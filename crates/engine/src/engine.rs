@@ -91,14 +91,9 @@ pub const REMOVING_PREFIX: &str = ".removing-";
 /// `dir`, wherever that directory was moved) and removes its network namespace, waits for its
 /// shim to finish removing the runtime's state (the lock in its bundle), deletes what the
 /// runtime left, the cgroups, the bundle and the directory.
-/// With `spares`, the directory becomes a spare container directory when the pool wants one
-/// (see [`crate::spare`]) instead of being deleted.
-pub fn remove_container_files(
-    paths: &Paths,
-    spares: Option<&crate::spare::SpareDirs>,
-    id: &str,
-    dir: &Path,
-) -> Result<()> {
+/// The directory becomes one of `spares` when the pool wants one (see [`crate::spare`])
+/// instead of being deleted.
+pub fn remove_container_files(paths: &Paths, spares: &crate::spare::SpareDirs, id: &str, dir: &Path) -> Result<()> {
     // A `.removing-*` name found at start is not checked: an id too short to name the exec
     // root's files has none there.
     if id.len() >= 16 {
@@ -119,7 +114,7 @@ pub fn remove_container_files(
         })
         .transpose()
         .map(Option::flatten);
-    // The shim is gone (or there was none): nothing writes its log any more.
+    // The shim is gone (or there was none): nothing of the container's uses its directory.
     let shim_gone = lock.is_ok();
     let _lock = lock.unwrap_or_else(|e| {
         tracing::warn!("remove container {id}: {e}");
@@ -135,7 +130,7 @@ pub fn remove_container_files(
     if let Some(b) = &bundle {
         let _ = std::fs::remove_dir_all(b);
     }
-    if shim_gone && bundle.is_some() && spares.is_some_and(|s| s.keep(dir)) {
+    if shim_gone && bundle.is_some() && spares.keep(dir) {
         return Ok(());
     }
     match std::fs::remove_dir_all(dir) {

@@ -893,15 +893,13 @@ impl Engine {
         let gone = match moved {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 tracing::warn!("move `{}` aside: {e}; removing it now", dir.display());
-                tokio::task::spawn_blocking(move || {
-                    crate::engine::remove_container_files(&paths, Some(&spares), &id, &dir)
-                })
-                .await
-                .map_err(EngineError::internal)??;
+                tokio::task::spawn_blocking(move || crate::engine::remove_container_files(&paths, &spares, &id, &dir))
+                    .await
+                    .map_err(EngineError::internal)??;
                 FilesGone(None)
             }
             _ => FilesGone(Some(self.background.spawn_blocking(move || {
-                if let Err(e) = crate::engine::remove_container_files(&paths, Some(&spares), &id, &trash) {
+                if let Err(e) = crate::engine::remove_container_files(&paths, &spares, &id, &trash) {
                     tracing::warn!("{e}");
                 }
             }))),

@@ -172,12 +172,7 @@ impl SpareDirs {
     fn make(&self) -> std::io::Result<PathBuf> {
         let spare = self.next_name();
         std::fs::create_dir(&spare)?;
-        let made = (|| {
-            for d in ["upper", "work", "rootfs"] {
-                std::fs::create_dir(spare.join(d))?;
-            }
-            std::fs::File::create(spare.join(LOG)).map(drop)
-        })();
+        let made = std::fs::create_dir(spare.join("rootfs")).and_then(|()| make_contents(&spare));
         match made {
             Ok(()) => Ok(spare),
             Err(e) => {
@@ -213,13 +208,18 @@ fn clean(dir: &Path) -> std::io::Result<()> {
             std::fs::remove_file(e.path())?;
         }
     }
+    make_contents(dir)
+}
+
+/// What a spare holds beside `rootfs`, new and empty: `upper`, `work` and the log.
+fn make_contents(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir(dir.join("upper"))?;
     std::fs::create_dir(dir.join("work"))?;
     std::fs::File::create(dir.join(LOG)).map(drop)
 }
 
-/// `dir` holds exactly what [`SpareDirs::make`] makes, all of it empty (a spare an earlier
-/// daemon left untouched).
+/// `dir` holds exactly what [`SpareDirs::make`] makes (`rootfs` and [`make_contents`]), all
+/// of it empty (a spare an earlier daemon left untouched).
 fn is_spare_as_made(dir: &Path) -> bool {
     let empty_dir = |n: &str| std::fs::read_dir(dir.join(n)).is_ok_and(|mut r| r.next().is_none());
     let Ok(entries) = std::fs::read_dir(dir) else { return false };
